@@ -1,0 +1,191 @@
+"""A case: one spec at one point of its sweep, its built inputs, and ways to call and differentiate it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lossctl.inputs import derive_seed
+from lossctl.spec import CasePoint, Spec
+from lossctl.target import Target
+
+
+@dataclass
+class Case:
+    """Everything a check needs. Checks call `fresh()` for inputs so no check sees another's
+    in-place changes."""
+
+    id: str
+    spec: Spec
+    point: CasePoint
+    target: Target
+    device: torch.device
+    seed: int
+    names: tuple[str, ...]
+    """forward's positional parameters, in order (defaults filled in)."""
+    values: tuple[Any, ...]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    _callables: dict[Any, Callable[..., Any]] = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ inputs
+
+    @property
+    def diff_indices(self) -> tuple[int, ...]:
+        """Positions of the floating tensor inputs that require grad."""
+        return tuple(
+            i
+            for i, v in enumerate(self.values)
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and v.requires_grad
+        )
+
+    @property
+    def diff_names(self) -> tuple[str, ...]:
+        return tuple(self.names[i] for i in self.diff_indices)
+
+    @property
+    def tensor_indices(self) -> tuple[int, ...]:
+        return tuple(i for i, v in enumerate(self.values) if isinstance(v, torch.Tensor))
+
+    @property
+    def working_dtype(self) -> torch.dtype:
+        """The dtype the spec asks for: that of the first differentiable (else floating) input."""
+        for i in self.diff_indices:
+            return self.values[i].dtype
+        for v in self.values:
+            if isinstance(v, torch.Tensor) and v.is_floating_point():
+                return v.dtype
+        return torch.float64
+
+    def fresh(self, dtype: torch.dtype | None = None) -> list[Any]:
+        """Copies of the inputs (floating tensors cast to `dtype` when given), as new leaves."""
+        return [_copy(v, dtype) for v in self.values]
+
+    def promoted(self) -> list[str]:
+        """Names of floating inputs that are not float64 (what a float64 run promotes)."""
+        return [
+            n
+            for n, v in zip(self.names, self.values, strict=True)
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and v.dtype != torch.float64
+        ]
+
+    # ------------------------------------------------------------------ calling
+
+    def function(self, dtype: torch.dtype | None = None) -> Callable[..., Any]:
+        """The target as a function of the positional inputs (a Module built once per dtype)."""
+        key = dtype
+        if key not in self._callables:
+            self._callables[key] = self.target.make_callable(
+                self.spec.module_kwargs, device=self.device, dtype=dtype
+            )
+        return self._callables[key]
+
+    def call(self, values: Sequence[Any], dtype: torch.dtype | None = None) -> tuple[Any, ...]:
+        kwargs = {k: _copy(v, dtype) for k, v in self.kwargs.items()}
+        return as_outputs(self.function(dtype)(*values, **kwargs))
+
+    def substitute(self, values: Sequence[Any], diff: Sequence[torch.Tensor]) -> list[Any]:
+        """`values` with the differentiable positions replaced by `diff`, in order."""
+        out = list(values)
+        for i, tensor in zip(self.diff_indices, diff, strict=True):
+            out[i] = tensor
+        return out
+
+    def output_positions(self, outputs: Sequence[Any]) -> list[int]:
+        """Positions of the differentiable outputs (to pick the same ones under no_grad)."""
+        return [
+            i
+            for i, o in enumerate(outputs)
+            if isinstance(o, torch.Tensor) and o.is_floating_point() and o.requires_grad
+        ]
+
+    def random_cotangents(self, outputs: Sequence[torch.Tensor], label: str) -> list[torch.Tensor]:
+        """Seeded standard-normal grad_outputs shaped like `outputs`; `label` picks the stream."""
+        return [random_like(o, derive_seed(self.seed, "cotangent", label, i)) for i, o in enumerate(outputs)]
+
+    def vjp(
+        self,
+        values: Sequence[Any],
+        cotangents: Sequence[torch.Tensor] | Callable[[list[torch.Tensor]], Sequence[torch.Tensor]],
+        dtype: torch.dtype | None = None,
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+        """Run forward on `values`, then backward with `cotangents` (or a function building them
+        from the differentiable outputs). Returns those outputs and one gradient per
+        differentiable input (None where backward gave none)."""
+        outputs = differentiable_outputs(self.call(values, dtype))
+        if not outputs:
+            raise NoDifferentiableOutput()
+        grads_out = cotangents(outputs) if callable(cotangents) else list(cotangents)
+        inputs = [values[i] for i in self.diff_indices]
+        grads = torch.autograd.grad(outputs, inputs, grads_out, allow_unused=True)
+        return outputs, list(grads)
+
+
+class NoDifferentiableOutput(Exception):
+    """Inputs require grad but no output does."""
+
+
+NO_OUTPUT_HINT = (
+    "forward's outputs are all non-differentiable: did it detach them, or mark them "
+    "with ctx.mark_non_differentiable?"
+)
+
+
+def as_outputs(result: Any) -> tuple[Any, ...]:
+    if isinstance(result, tuple | list):
+        return tuple(result)
+    return (result,)
+
+
+def differentiable_outputs(outputs: Sequence[Any]) -> list[torch.Tensor]:
+    return [o for o in outputs if isinstance(o, torch.Tensor) and o.is_floating_point() and o.requires_grad]
+
+
+def random_like(tensor: torch.Tensor, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    values = torch.randn(tensor.shape, generator=gen, dtype=torch.float64)
+    return values.to(dtype=tensor.dtype, device=tensor.device)
+
+
+def _copy(value: Any, dtype: torch.dtype | None) -> Any:
+    if not isinstance(value, torch.Tensor):
+        return value
+    copy = value.detach().clone()
+    if dtype is not None and copy.is_floating_point():
+        copy = copy.to(dtype)
+    return copy.requires_grad_(value.requires_grad)
+
+
+def float64_supported(device: torch.device) -> bool:
+    return device.type != "mps"
+
+
+_INVALID = re.compile(r"returned an invalid gradient at index (\d+) - (.*)", re.S)
+_COUNT = re.compile(r"returned an incorrect number of gradients \(expected (\d+), got (\d+)\)")
+
+
+def engine_rejection(case: Case, error: BaseException) -> str | None:
+    """Say in the user's terms why autograd rejected what backward returned, or None when the
+    error is something else."""
+    message = str(error)
+    if match := _INVALID.search(message):
+        index, problem = int(match.group(1)), match.group(2).strip().splitlines()[0]
+        name = _slot_name(case, index)
+        return f"backward's gradient for {name} is invalid: {problem}"
+    if match := _COUNT.search(message):
+        expected, got = match.groups()
+        params = ", ".join(case.names) if case.target.is_function else f"{expected} inputs"
+        return (
+            f"backward returned {got} gradients, forward takes {expected} inputs ({params}): "
+            "return exactly one per forward argument (None for non-tensors)"
+        )
+    return None
+
+
+def _slot_name(case: Case, index: int) -> str:
+    if case.target.is_function and index < len(case.names):
+        return f"`{case.names[index]}` (argument {index})"
+    return f"input {index} of the inner Function"

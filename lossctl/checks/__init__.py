@@ -1,0 +1,30 @@
+"""The check registry: one module per check, each with a stable id and a one-line description."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lossctl.checks.base import Check
+from lossctl.errors import UsageError
+
+
+def registry() -> tuple[Check, ...]:
+    """Every check, in the order they run."""
+    from lossctl.checks import backward, forward, gradcheck, linearity
+
+    return (forward.CHECK, backward.CHECK, gradcheck.CHECK, linearity.CHECK)
+
+
+def select_checks(only: Sequence[str] | None = None, skip: Sequence[str] = ()) -> tuple[Check, ...]:
+    """The checks to run: `only` (or every default one), minus `skip`. Unknown ids are errors."""
+    checks = registry()
+    known = [c.id for c in checks]
+    for option, ids in (("--checks", only or ()), ("--skip", skip)):
+        for check_id in ids:
+            if check_id not in known:
+                raise UsageError(
+                    f"{option}: unknown check `{check_id}`",
+                    hint=f"known checks: {', '.join(known)}",
+                )
+    chosen = [c for c in checks if (c.id in only if only else c.default)]
+    return tuple(c for c in chosen if c.id not in skip)

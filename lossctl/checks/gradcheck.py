@@ -1,0 +1,160 @@
+"""`gradcheck`: torch.autograd.gradcheck on float64 copies, with a diagnosis when it fails."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+from torch.autograd.gradcheck import GradcheckError
+
+from lossctl.case import Case, differentiable_outputs, float64_supported
+from lossctl.checks.backward import require_differentiable_inputs
+from lossctl.checks.base import Check, Skip
+from lossctl.diagnose import GradMismatch, compare, numerical_gradient, sample_indices
+from lossctl.inputs import derive_seed
+from lossctl.report import Outcome
+
+SLOW_MODE_MAX_INPUTS = 2048
+"""Up to this many input elements, gradcheck builds the full Jacobian (slow mode)."""
+SLOW_MODE_MAX_OUTPUTS = 256
+DIAGNOSE_MAX_ELEMENTS = 2000
+"""Elements per argument whose numerical derivative is computed to explain a failure."""
+
+_MISMATCH = re.compile(r"Jacobian mismatch for output (\d+) with respect to input (\d+)")
+_HINTS = {
+    "not reentrant": "backward gives different results for the same inputs: it is nondeterministic",
+    "undefined output grads": (
+        "backward must treat a zero (undefined) grad_output as zero: multiply by grad_output "
+        "instead of ignoring it"
+    ),
+    "incorrect type": "backward returns a gradient whose dtype differs from its input's",
+    "incorrect size": "backward returns a gradient whose shape differs from its input's",
+}
+
+
+def run_float64(case: Case) -> list[object]:
+    """Float64 copies of the inputs, after checking the Function runs on them (else Skip)."""
+    require_differentiable_inputs(case)
+    if not float64_supported(case.device):
+        raise Skip(f"float64 is not supported on {case.device.type}")
+    values = case.fresh(torch.float64)
+    try:
+        case.call(case.fresh(torch.float64), torch.float64)
+    except Exception as error:
+        raise Skip(f"cannot run in float64 ({type(error).__name__}: {error})") from None
+    return values
+
+
+def promotion_note(case: Case) -> str:
+    promoted = case.promoted()
+    return f"; {', '.join(promoted)} promoted to float64" if promoted else ""
+
+
+def use_fast_mode(case: Case, values: list[object]) -> bool:
+    inputs = sum(values[i].numel() for i in case.diff_indices)  # type: ignore[attr-defined]
+    outputs = sum(
+        o.numel() for o in differentiable_outputs(case.call(case.fresh(torch.float64), torch.float64))
+    )
+    return inputs > SLOW_MODE_MAX_INPUTS or outputs > SLOW_MODE_MAX_OUTPUTS
+
+
+def diagnose_gradients(case: Case, values: list[object], *, atol: float, rtol: float) -> list[GradMismatch]:
+    """Compare the analytical vector-Jacobian product with central differences, per argument."""
+    dtype = torch.float64
+    all_outputs = case.call(case.fresh(dtype), dtype)
+    positions = case.output_positions(all_outputs)
+    cotangents = case.random_cotangents([all_outputs[p] for p in positions], "diagnose")
+    _, grads = case.vjp(case.fresh(dtype), cotangents, dtype)
+
+    def scalar(diff: list[torch.Tensor]) -> torch.Tensor:
+        outs = case.call(case.substitute(values, diff), dtype)
+        return sum((outs[p] * v).sum() for p, v in zip(positions, cotangents, strict=True))
+
+    diff = [values[i].detach() for i in case.diff_indices]  # type: ignore[attr-defined]
+    mismatches = []
+    for position, (name, grad) in enumerate(zip(case.diff_names, grads, strict=True)):
+        x = diff[position]
+        indices = sample_indices(x.numel(), DIAGNOSE_MAX_ELEMENTS, derive_seed(case.seed, "sample", name))
+        expected = numerical_gradient(scalar, diff, position, indices, case.spec.tolerance.eps)
+        got = torch.zeros_like(x) if grad is None else grad
+        flat = got.detach().reshape(-1).cpu()[indices]
+        found = compare(
+            name, expected, flat, indices, tuple(x.shape), atol=atol, rtol=rtol, dims=case.point.dims
+        )
+        if found is not None:
+            mismatches.append(found)
+    return mismatches
+
+
+def check_gradcheck(case: Case) -> Outcome:
+    values = run_float64(case)
+    tol = case.spec.tolerance
+    fast = use_fast_mode(case, values)
+
+    def fn(*diff: torch.Tensor) -> tuple[object, ...]:
+        return case.call(case.substitute(values, diff), torch.float64)
+
+    inputs = tuple(values[i] for i in case.diff_indices)  # type: ignore[misc]
+    mode = "fast" if fast else "slow"
+    settings = f"{mode} mode, atol {tol.atol:g}, rtol {tol.rtol:g}"
+    try:
+        torch.autograd.gradcheck(
+            fn,
+            inputs,
+            eps=tol.eps,
+            atol=tol.atol,
+            rtol=tol.rtol,
+            check_grad_dtypes=True,
+            fast_mode=fast,
+        )
+    except GradcheckError as error:
+        return _explain_failure(case, values, str(error), settings)
+    return Outcome.passed(
+        f"Jacobian matches ({settings}{promotion_note(case)})",
+        data={"fast_mode": fast, "eps": tol.eps, "atol": tol.atol, "rtol": tol.rtol},
+    )
+
+
+def _explain_failure(case: Case, values: list[object], message: str, settings: str) -> Outcome:
+    tol = case.spec.tolerance
+    first_line = message.strip().splitlines()[0].rstrip(",")
+    data: dict[str, object] = {"gradcheck_message": message[:2000]}
+    if _MISMATCH.search(message):
+        mismatches = diagnose_gradients(case, values, atol=tol.atol, rtol=tol.rtol)
+        if mismatches:
+            worst = max(mismatches, key=lambda m: m.rel_err if math.isfinite(m.rel_err) else math.inf)
+            others = [m.argument for m in mismatches if m is not worst]
+            also = f" (also wrong: {', '.join(others)})" if others else ""
+            data["mismatches"] = [m.to_dict() for m in mismatches]
+            return Outcome.failed(
+                f"{worst.summary()}{also}",
+                hint=worst.hint,
+                data=data,
+                explain="\n".join(_explain_lines(mismatches, settings)),
+            )
+        match = _MISMATCH.search(message)
+        assert match is not None
+        output, position = int(match.group(1)), int(match.group(2))
+        name = case.diff_names[position] if position < len(case.diff_names) else f"input {position}"
+        return Outcome.failed(
+            f"Jacobian mismatch for output {output} w.r.t. `{name}` ({settings})", data=data, explain=message
+        )
+    hint = next((h for key, h in _HINTS.items() if key in message), None)
+    return Outcome.failed(f"{first_line} ({settings})", hint=hint, data=data, explain=message)
+
+
+def _explain_lines(mismatches: list[GradMismatch], settings: str) -> list[str]:
+    lines = [f"gradcheck failed ({settings}); analytical vs central differences:"]
+    for m in mismatches:
+        lines.append(f"  {m.summary()}; max abs err {m.max_abs:.3g}" + (f" — {m.hint}" if m.hint else ""))
+        for e in m.worst:
+            lines.append(f"    {e.describe()}")
+    return lines
+
+
+CHECK = Check(
+    "gradcheck",
+    "torch.autograd.gradcheck on float64 copies, with the worst elements named on failure",
+    check_gradcheck,
+)

@@ -1,0 +1,195 @@
+"""The command line: parse flags into options, call the core, render, map the outcome to an exit code.
+
+Imports nothing heavy at module level, so `lossctl --help` never imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from lossctl import __version__
+from lossctl.errors import ExitCode, LossctlError
+from lossctl.render import Format
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 every check passed (skips allowed) · 1 a check failed or raised · "
+    "2 nothing could run (bad arguments, invalid spec, unavailable device, nothing loadable)."
+)
+
+app = typer.Typer(
+    name="lossctl",
+    help="Check that a custom torch.autograd.Function is right, say why not, and time it.\n\n"
+    + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lossctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    ] = False,
+) -> None:
+    """Check that a custom torch.autograd.Function is right, say why not, and time it."""
+
+
+@dataclass(frozen=True)
+class CheckCommand:
+    """`lossctl check`'s flags, parsed."""
+
+    targets: tuple[str, ...]
+    device: str
+    seed: int | None
+    checks: tuple[str, ...] | None
+    skip: tuple[str, ...]
+    format: Format
+    verbose: bool
+    configs_dir: Path
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def check(
+    targets: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Functions (pkg.mod.Class, pkg.mod:Class, file.py:Class), spec files (.yaml) or "
+            "folders of specs. Default: every spec under ./configs/.",
+            show_default=False,
+        ),
+    ] = None,
+    device: Annotated[
+        str, typer.Option("--device", "-d", help="cpu, cuda, cuda:N, mps, or auto (cuda if available).")
+    ] = "auto",
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed for inputs and grad_outputs (overrides specs).")
+    ] = None,
+    checks: Annotated[
+        str | None,
+        typer.Option("--checks", help="Comma-separated check ids to run (see `lossctl checks`)."),
+    ] = None,
+    skip: Annotated[
+        str | None, typer.Option("--skip", help="Comma-separated check ids to leave out.")
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Full details and your tracebacks under the table.")
+    ] = False,
+) -> None:
+    """Check forward, backward and gradients of Functions, from specs or by dotted path."""
+    command = CheckCommand(
+        targets=tuple(targets or ()),
+        device=device,
+        seed=seed,
+        checks=_split(checks) or None,
+        skip=_split(skip),
+        format=fmt,
+        verbose=verbose,
+        configs_dir=Path.cwd() / "configs",
+    )
+    raise typer.Exit(_guarded(lambda: _run_check(command), verbose))
+
+
+@app.command("checks")
+def list_checks() -> None:
+    """List every check with its id and what it catches."""
+
+    def show() -> ExitCode:
+        from rich.table import Table
+
+        from lossctl.checks import registry
+
+        table = Table("id", "default", "what it checks", header_style="bold")
+        for item in registry():
+            table.add_row(item.id, "on" if item.default else "opt-in", item.description)
+        Console().print(table)
+        return ExitCode.OK
+
+    raise typer.Exit(_guarded(show, verbose=False))
+
+
+def _quiet_torch_warnings() -> None:
+    # torch warns when numpy is absent; lossctl never needs numpy.
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy", category=UserWarning)
+
+
+def _run_check(command: CheckCommand) -> ExitCode:
+    _quiet_torch_warnings()
+    from lossctl.render import renderer
+    from lossctl.runner import RunOptions, run_checks
+    from lossctl.suite import collect
+
+    jobs = collect(command.targets, configs_dir=command.configs_dir)
+    options = RunOptions(device=command.device, seed=command.seed, checks=command.checks, skip=command.skip)
+    err = Console(stderr=True)
+    if command.format is Format.TABLE and err.is_terminal:
+        with err.status("checking…") as status:
+            report = run_checks(jobs, options, lambda case, result: status.update(f"{case} · {result.check}"))
+    else:
+        report = run_checks(jobs, options)
+    rendered = renderer(command.format)(report, verbose=command.verbose)
+    if isinstance(rendered, str):
+        sys.stdout.write(rendered)
+    else:
+        Console().print(rendered)
+    if not report.anything_ran:
+        return ExitCode.USAGE
+    return ExitCode.OK if report.ok else ExitCode.CHECK_FAILED
+
+
+def _guarded(work: object, verbose: bool) -> int:
+    """Run a command body; a LossctlError becomes one clear message and exit code 2."""
+    err = Console(stderr=True, highlight=False)
+    try:
+        return int(work())  # type: ignore[operator]
+    except LossctlError as error:
+        err.print(f"[bold red]error:[/] {_escape(error.message)}")
+        if error.hint:
+            err.print(f"[cyan]hint:[/] {_escape(error.hint)}")
+        if error.details:
+            err.print(error.details, markup=False, style="dim")
+        return int(error.exit_code)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        return 130
+    except Exception as error:  # a bug in lossctl itself: say so, without a wall of text
+        err.print(f"[bold red]internal error in lossctl:[/] {type(error).__name__}: {_escape(str(error))}")
+        if verbose or os.environ.get("LOSSCTL_DEBUG"):
+            err.print(traceback.format_exc(), markup=False)
+        else:
+            err.print("rerun with -v (or LOSSCTL_DEBUG=1) for the traceback, and please report it")
+        return int(ExitCode.USAGE)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def main() -> None:
+    app(prog_name="lossctl")

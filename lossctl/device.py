@@ -1,0 +1,68 @@
+"""Resolve `--device` to an available torch device, and time work on it honestly."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from lossctl.errors import DeviceError
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks cuda when available, else cpu; an unavailable device is a DeviceError."""
+    name = name.strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise DeviceError(
+            f"--device: unknown device `{name}`", hint="use cpu, cuda, cuda:N, mps or auto"
+        ) from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"--device {name}: CUDA is not available here "
+                f"(torch {torch.__version__}, built {'with' if torch.version.cuda else 'without'} CUDA)",
+                hint="use --device cpu, or run on a machine with a CUDA GPU",
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise DeviceError(
+                f"--device {name}: there {'is' if count == 1 else 'are'} only {count} CUDA "
+                f"device{'s' if count != 1 else ''} (cuda:0..cuda:{count - 1})",
+            )
+        return torch.device("cuda", device.index or 0)
+    if device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DeviceError(f"--device {name}: MPS is not available here", hint="use --device cpu")
+        return device
+    raise DeviceError(f"--device: `{name}` is not supported", hint="use cpu, cuda, cuda:N, mps or auto")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple MPS"
+    import platform
+
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def clock(device: torch.device) -> float:
+    """A perf_counter reading taken after the device's queued work has finished, so the
+    difference of two readings is the wall time of the work between them."""
+    synchronize(device)
+    return time.perf_counter()

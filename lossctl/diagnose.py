@@ -1,0 +1,202 @@
+"""Numerical gradients and the analysis that turns a gradient mismatch into a readable diagnosis."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+ScalarFn = Callable[[list[torch.Tensor]], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ElementError:
+    index: tuple[int, ...]
+    expected: float
+    got: float
+
+    def describe(self) -> str:
+        return f"[{', '.join(map(str, self.index))}] expected {self.expected:.4g}, got {self.got:.4g}"
+
+
+@dataclass(frozen=True)
+class GradMismatch:
+    """How one argument's analytical gradient (`got`) differs from the numerical one."""
+
+    argument: str
+    max_abs: float
+    rel_err: float
+    """||got − expected|| / ||expected|| over the checked elements."""
+    bad: int
+    """Elements outside atol + rtol·|expected|."""
+    checked: int
+    total: int
+    worst: tuple[ElementError, ...]
+    scale: float | None
+    """c when got ≈ c·expected holds closely, else None."""
+    hint: str | None
+
+    def summary(self) -> str:
+        """One line: the argument, how many elements are wrong, the worst one, the relative error."""
+        where = self.worst[0].describe() if self.worst else ""
+        sampled = "" if self.checked == self.total else f" (of {self.total}, sampled)"
+        return (
+            f"`{self.argument}`: {self.bad}/{self.checked} elements wrong{sampled}; worst {where}; "
+            f"rel err {self.rel_err:.3g}"
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "argument": self.argument,
+            "max_abs_err": self.max_abs,
+            "rel_err": self.rel_err,
+            "bad_elements": self.bad,
+            "checked_elements": self.checked,
+            "total_elements": self.total,
+            "worst": [{"index": list(e.index), "expected": e.expected, "got": e.got} for e in self.worst],
+            "scale": self.scale,
+            "hint": self.hint,
+        }
+
+
+def sample_indices(numel: int, limit: int, seed: int) -> torch.Tensor:
+    """All flat indices when few enough, else a seeded random subset (sorted)."""
+    if numel <= limit:
+        return torch.arange(numel)
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(numel, generator=gen)[:limit].sort().values
+
+
+@torch.no_grad()
+def numerical_gradient(
+    scalar_fn: ScalarFn,
+    inputs: Sequence[torch.Tensor],
+    position: int,
+    indices: torch.Tensor,
+    eps: float,
+) -> torch.Tensor:
+    """Central differences of `scalar_fn` w.r.t. the chosen flat elements of one input."""
+    base = [t.detach().clone() for t in inputs]
+    flat = base[position].view(-1)
+    out = torch.empty(len(indices), dtype=torch.float64)
+    for k, index in enumerate(indices.tolist()):
+        original = flat[index].item()
+        flat[index] = original + eps
+        plus = float(scalar_fn(base))
+        flat[index] = original - eps
+        minus = float(scalar_fn(base))
+        flat[index] = original
+        out[k] = (plus - minus) / (2 * eps)
+    return out
+
+
+def compare(
+    argument: str,
+    expected: torch.Tensor,
+    got: torch.Tensor,
+    indices: torch.Tensor,
+    shape: Sequence[int],
+    *,
+    atol: float,
+    rtol: float,
+    dims: Mapping[str, int] | None = None,
+) -> GradMismatch | None:
+    """Compare gradients at flat `indices` of a tensor of `shape`; None when all are within
+    atol + rtol·|expected| (gradcheck's criterion)."""
+    expected = expected.detach().double().cpu().reshape(-1)
+    got = got.detach().double().cpu().reshape(-1)
+    diff = (got - expected).abs()
+    bad = diff > atol + rtol * expected.abs()
+    bad |= ~torch.isfinite(got)
+    if not bool(bad.any()):
+        return None
+    order = torch.argsort(torch.nan_to_num(diff, nan=math.inf), descending=True)[:3]
+    worst = tuple(
+        ElementError(
+            index=_unravel(int(indices[k]), shape),
+            expected=float(expected[k]),
+            got=float(got[k]),
+        )
+        for k in order.tolist()
+    )
+    norm = float(expected.norm())
+    rel = float((got - expected).norm()) / norm if norm > 0 else math.inf
+    scale = fitted_scale(expected, got)
+    numel = math.prod(shape)
+    return GradMismatch(
+        argument=argument,
+        max_abs=float(torch.nan_to_num(diff, nan=math.inf).max()),
+        rel_err=rel,
+        bad=int(bad.sum()),
+        checked=len(indices),
+        total=numel,
+        worst=worst,
+        scale=scale,
+        hint=hint_for(expected, got, scale, dims or {}),
+    )
+
+
+def fitted_scale(expected: torch.Tensor, got: torch.Tensor) -> float | None:
+    """c with got ≈ c·expected, when that fits to within 1% of ‖got‖; else None."""
+    denom = float(expected.dot(expected))
+    if denom == 0 or not bool(torch.isfinite(got).all()):
+        return None
+    c = float(expected.dot(got)) / denom
+    residual = float((got - c * expected).norm())
+    if residual > 1e-2 * max(float(got.norm()), 1e-300):
+        return None
+    return c
+
+
+def hint_for(
+    expected: torch.Tensor, got: torch.Tensor, scale: float | None, dims: Mapping[str, int]
+) -> str | None:
+    """A likely cause for a recognisable error shape."""
+    if not bool(torch.isfinite(got).all()):
+        return "backward produces NaN or inf"
+    if float(got.abs().max()) == 0.0:
+        return "backward returns zeros — a detach, or the wrong branch?"
+    if scale is None:
+        return None
+    if abs(scale + 1) < 1e-3:
+        return "sign is flipped"
+    if scale < 0:
+        return f"sign is flipped and the gradient is {abs(scale):.3f}× off"
+    if abs(scale - 1) < 1e-3:
+        return None
+    return scale_hint(scale, dims)
+
+
+def scale_hint(scale: float, dims: Mapping[str, int]) -> str:
+    """Name a constant factor, and the dims whose product it equals (a missing or extra 1/N)."""
+    factor = scale if scale > 1 else 1 / scale
+    match = _matching_dims(factor, dims)
+    if scale > 1:
+        text = f"gradient is {scale:.3f}× too large"
+        return f"{text} — missing 1/{match}?" if match else f"{text} — missing 1/N or factor 2?"
+    text = f"gradient is {factor:.3f}× too small"
+    return f"{text} — divided by {match} once too often?" if match else f"{text} — an extra 1/N or 1/2?"
+
+
+def _matching_dims(factor: float, dims: Mapping[str, int]) -> str | None:
+    """`N` or `(N·C)` when the product of those dims equals `factor`."""
+    names = [n for n, size in dims.items() if size > 1]
+    for count in range(1, len(names) + 1):
+        for combo in itertools.combinations(names, count):
+            product = math.prod(dims[n] for n in combo)
+            if math.isclose(factor, product, rel_tol=1e-3):
+                label = "·".join(combo)
+                label = label if count == 1 else f"({label})"
+                return f"{label} ({'·'.join(combo)}={product})"
+    return None
+
+
+def _unravel(flat: int, shape: Sequence[int]) -> tuple[int, ...]:
+    index = []
+    for size in reversed(shape):
+        index.append(flat % size if size else 0)
+        flat //= size if size else 1
+    return tuple(reversed(index))

@@ -1,0 +1,93 @@
+"""The human report: a rich table of case × check, a summary line, and details on request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from lossctl.report import SETUP, CheckResult, Report, Status
+
+STYLES = {
+    Status.PASSED: "green",
+    Status.FAILED: "bold red",
+    Status.ERROR: "bold magenta",
+    Status.SKIPPED: "yellow",
+}
+
+
+def render(report: Report, *, verbose: bool = False, **_: Any) -> RenderableType:
+    parts: list[RenderableType] = [results_table(report)]
+    notes = [note for case in report.cases for note in case.notes]
+    for note in dict.fromkeys(notes):  # once each, in order
+        parts.append(Text(f"note: {note}", style="dim"))
+    parts.extend(details(report, verbose=verbose))
+    parts.append(summary(report))
+    return Group(*parts)
+
+
+def results_table(report: Report) -> Table:
+    table = Table(show_lines=False, header_style="bold", expand=False)
+    table.add_column("case", overflow="fold")
+    table.add_column("check")
+    table.add_column("status")
+    table.add_column("detail", overflow="fold", ratio=1)
+    table.add_column("ms", justify="right")
+    for case in report.cases:
+        for i, check in enumerate(case.checks):
+            table.add_row(
+                case.case if i == 0 else "",
+                check.check,
+                Text(check.status.value.upper(), style=STYLES[check.status]),
+                _detail_cell(check),
+                "" if check.check == SETUP else f"{check.duration_ms:.1f}",
+                end_section=i == len(case.checks) - 1,
+            )
+    return table
+
+
+def _detail_cell(check: CheckResult) -> Text:
+    text = Text(check.detail)
+    if check.hint and check.status.is_problem:
+        text.append(f"\n→ {check.hint}", style="cyan")
+    return text
+
+
+def details(report: Report, *, verbose: bool) -> list[RenderableType]:
+    """What lies behind problem rows: the user's tracebacks from setup (always), and with
+    `verbose` long explanations and tracebacks from checks."""
+    parts: list[RenderableType] = []
+    for case, check in report.results():
+        if not check.status.is_problem or not (check.explain or check.traceback):
+            continue
+        if not verbose and check.check != SETUP:
+            continue
+        parts.append(Text(f"\n{case.case} · {check.check} · {check.status.value.upper()}", style="bold"))
+        if check.explain:
+            parts.append(Text(check.explain))
+        if check.traceback:
+            parts.append(Text(check.traceback, style="dim"))
+    return parts
+
+
+def summary(report: Report) -> Text:
+    counts = report.counts()
+    total_ms = sum(c.duration_ms for _, c in report.results())
+    words = [
+        f"{counts[Status.PASSED]} passed",
+        f"{counts[Status.FAILED]} failed",
+        f"{counts[Status.ERROR]} error{'s' * (counts[Status.ERROR] != 1)}",
+        f"{counts[Status.SKIPPED]} skipped",
+    ]
+    cases = len(report.cases)
+    env = report.environment
+    verdict = ("OK", "bold green") if report.ok else ("FAILED", "bold red")
+    text = Text(f"{verdict[0]}", style=verdict[1])
+    text.append(
+        f"  {', '.join(words)} · {cases} case{'s' * (cases != 1)} · {total_ms / 1e3:.2f} s of checks · "
+        f"{escape(env.device)} · torch {env.torch}"
+    )
+    return text

@@ -1,0 +1,139 @@
+"""Results as plain frozen dataclasses that serialize to JSON; verdicts are derived, never stored."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Status(str, Enum):
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+    @property
+    def is_problem(self) -> bool:
+        return self in (Status.FAILED, Status.ERROR)
+
+
+_SEVERITY = {Status.SKIPPED: 0, Status.PASSED: 1, Status.FAILED: 2, Status.ERROR: 3}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a check concluded, before the runner adds its id and timing."""
+
+    status: Status
+    detail: str
+    hint: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    """Numbers behind the detail (errors, indices, sizes), for JSON and tooling."""
+    explain: str | None = None
+    """Longer text shown with -v / --explain (e.g. a table of the worst elements)."""
+
+    @classmethod
+    def passed(cls, detail: str, **kw: Any) -> Outcome:
+        return cls(Status.PASSED, detail, **kw)
+
+    @classmethod
+    def failed(cls, detail: str, **kw: Any) -> Outcome:
+        return cls(Status.FAILED, detail, **kw)
+
+    @classmethod
+    def skipped(cls, reason: str, **kw: Any) -> Outcome:
+        return cls(Status.SKIPPED, reason, **kw)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str
+    status: Status
+    detail: str
+    duration_ms: float
+    hint: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    explain: str | None = None
+    traceback: str | None = None
+    """The user's traceback when their code raised (status ERROR)."""
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One spec at one point of its dims sweep, and every check run on it."""
+
+    case: str
+    spec: str
+    function: str
+    source: str | None
+    dims: Mapping[str, int]
+    seed: int
+    device: str
+    checks: tuple[CheckResult, ...]
+    notes: tuple[str, ...] = ()
+    source_file: str | None = None
+    """The file holding the Function's backward, for annotations."""
+    source_line: int | None = None
+
+    @property
+    def status(self) -> Status:
+        if not self.checks:
+            return Status.SKIPPED
+        return max((c.status for c in self.checks), key=_SEVERITY.__getitem__)
+
+
+@dataclass(frozen=True)
+class Environment:
+    torch: str
+    python: str
+    platform: str
+    device: str
+    device_name: str
+    threads: int
+
+
+@dataclass(frozen=True)
+class Report:
+    cases: tuple[CaseResult, ...]
+    environment: Environment
+
+    def results(self) -> list[tuple[CaseResult, CheckResult]]:
+        return [(case, check) for case in self.cases for check in case.checks]
+
+    def counts(self) -> dict[Status, int]:
+        counts = dict.fromkeys(Status, 0)
+        for _, check in self.results():
+            counts[check.status] += 1
+        return counts
+
+    @property
+    def ok(self) -> bool:
+        """True when no check failed or errored (skips do not count)."""
+        return not any(check.status.is_problem for _, check in self.results())
+
+    @property
+    def anything_ran(self) -> bool:
+        """False when every case stopped at setup (nothing could be loaded or bound)."""
+        return any(check.check != SETUP for _, check in self.results())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        data["counts"] = {status.value: n for status, n in self.counts().items()}
+        return _plain(data)
+
+
+SETUP = "setup"
+"""The pseudo-check that reports a case that could not be set up (load, bind, build)."""
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,278 @@
+"""Run the selected checks on every case of every job and return a Report. Never prints."""
+
+from __future__ import annotations
+
+import platform
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from lossctl.case import NO_OUTPUT_HINT, Case, NoDifferentiableOutput, engine_rejection
+from lossctl.checks import select_checks
+from lossctl.checks.base import Check, Skip
+from lossctl.device import clock, device_name, resolve_device
+from lossctl.errors import LossctlError
+from lossctl.inputs import build_inputs
+from lossctl.loader import format_user_traceback, load_object
+from lossctl.report import SETUP, CaseResult, CheckResult, Environment, Outcome, Report, Status
+from lossctl.spec import CasePoint, Spec, sweep, with_default_args
+from lossctl.suite import Job
+from lossctl.target import Target, classify
+
+OnResult = Callable[[str, CheckResult], None]
+"""Called with the case id after each check, for progress display."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    device: str = "auto"
+    seed: int | None = None
+    """Overrides every spec's seed when given."""
+    checks: tuple[str, ...] | None = None
+    skip: tuple[str, ...] = ()
+
+
+def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | None = None) -> Report:
+    """Check every case; user mistakes inside a job become ERROR rows, fatal misuse raises
+    LossctlError (unknown check id, unavailable device)."""
+    device = resolve_device(options.device)
+    checks = select_checks(options.checks, options.skip)
+    _warm_up(device)
+    cases: list[CaseResult] = []
+    for job in jobs:
+        cases.extend(_run_job(job, checks, device, options, on_result))
+    return Report(cases=tuple(cases), environment=environment(device))
+
+
+def _warm_up(device: torch.device) -> None:
+    """Pay autograd's one-time start-up (lazy imports, thread pools) before anything is timed."""
+    x = torch.ones(2, device=device, dtype=torch.float64, requires_grad=True)
+    y = x * x
+    torch.autograd.grad([y], [x], [torch.ones_like(y)])  # explicit grad_outputs import more
+
+
+def environment(device: torch.device) -> Environment:
+    return Environment(
+        torch=torch.__version__,
+        python=platform.python_version(),
+        platform=platform.platform(),
+        device=str(device),
+        device_name=device_name(device),
+        threads=torch.get_num_threads(),
+    )
+
+
+def _run_job(
+    job: Job, checks: tuple[Check, ...], device: torch.device, options: RunOptions, on_result: OnResult | None
+) -> list[CaseResult]:
+    spec = job.spec
+    seed = spec.seed if options.seed is None else options.seed
+    notes = list(job.notes)
+    setup = _Setup(spec, seed, device, on_result)
+    try:
+        obj, _ = load_object(spec.function, base_dir=spec.base_dir)
+        target = classify(obj, spec.function)
+        if not spec.args_given:
+            spec = with_default_args(spec, target.required_parameters())
+            notes.append(_default_inputs_note(job, spec))
+    except LossctlError as error:
+        message = _in_spec(spec, error.message)
+        return [setup.failed(spec.name, {}, message, error.hint, error.details, notes)]
+    results = []
+    for point in sweep(spec):
+        case_id = f"{spec.name}[{point.label()}]" if point.swept else spec.name
+        try:
+            case = _build_case(case_id, spec, point, target, device, seed)
+        except LossctlError as error:
+            message = _in_spec(spec, error.message)
+            results.append(setup.failed(case_id, point.dims, message, error.hint, error.details, notes))
+            continue
+        except Exception as error:  # the user's constructor or module raised
+            results.append(
+                setup.failed(
+                    case_id,
+                    point.dims,
+                    f"building the inputs or the module raised {_describe(error)}",
+                    None,
+                    format_user_traceback(error),
+                    notes,
+                )
+            )
+            continue
+        results.append(_run_case(case, checks, tuple(notes), on_result))
+    return results
+
+
+def _default_inputs_note(job: Job, spec: Spec) -> str:
+    why = f"no spec under {job.searched} names it" if job.searched else f"no `args:` in {spec.source}"
+    shape = ", ".join(f"{k}={v[0]}" for k, v in spec.dims.items())
+    return (
+        f"{spec.name}: default inputs ({why}): {', '.join(spec.args)} each a float64 [{shape}] "
+        "tensor; write a spec to choose shapes, dtypes and targets"
+    )
+
+
+def _in_spec(spec: Spec, message: str) -> str:
+    """Prefix a message about a spec's arguments with the file it came from."""
+    if spec.source and message.startswith("args"):
+        where = f"{spec.source}:{spec.line}" if spec.line else spec.source
+        return f"{where}: {message}"
+    return message
+
+
+def _build_case(
+    case_id: str, spec: Spec, point: CasePoint, target: Target, device: torch.device, seed: int
+) -> Case:
+    values = build_inputs(spec, point.dims, seed=seed, device=device)
+    positional, keyword = target.bind(values)
+    case = Case(
+        id=case_id,
+        spec=spec,
+        point=point,
+        target=target,
+        device=device,
+        seed=seed,
+        names=tuple(name for name, _ in positional),
+        values=tuple(value for _, value in positional),
+        kwargs=keyword,
+    )
+    case.function()  # build a Module now, so a failing constructor is a setup error
+    return case
+
+
+@dataclass
+class _Setup:
+    spec: Spec
+    seed: int
+    device: torch.device
+    on_result: OnResult | None
+
+    def failed(
+        self,
+        case_id: str,
+        dims: dict[str, int] | object,
+        message: str,
+        hint: str | None,
+        details: str | None,
+        notes: list[str],
+    ) -> CaseResult:
+        result = CheckResult(
+            check=SETUP, status=Status.ERROR, detail=message, duration_ms=0.0, hint=hint, traceback=details
+        )
+        if self.on_result:
+            self.on_result(case_id, result)
+        return CaseResult(
+            case=case_id,
+            spec=self.spec.name,
+            function=self.spec.function,
+            source=self.spec.source,
+            dims=dict(dims) if isinstance(dims, dict) else {},
+            seed=self.seed,
+            device=str(self.device),
+            checks=(result,),
+            notes=tuple(notes),
+        )
+
+
+def _run_case(
+    case: Case, checks: tuple[Check, ...], notes: tuple[str, ...], on_result: OnResult | None
+) -> CaseResult:
+    results: list[CheckResult] = []
+
+    def record(result: CheckResult) -> None:
+        results.append(result)
+        if on_result:
+            on_result(case.id, result)
+
+    probe = _run_one(case, "forward", lambda c: Outcome.passed("forward ran"))
+    if probe.status is Status.ERROR:
+        record(replace(probe, detail=f"forward raised {probe.detail}"))
+        for check in checks:
+            if check.id != "forward":
+                record(_skipped(check.id, "forward raised (see the forward row)"))
+    else:
+        for check in checks:
+            record(_run_one(case, check.id, check.run))
+    file, line = case.target.source_location()
+    return CaseResult(
+        case=case.id,
+        spec=case.spec.name,
+        function=case.spec.function,
+        source=case.spec.source,
+        dims=dict(case.point.dims),
+        seed=case.seed,
+        device=str(case.device),
+        checks=tuple(results),
+        notes=notes,
+        source_file=file,
+        source_line=line,
+    )
+
+
+def _skipped(check_id: str, reason: str) -> CheckResult:
+    return CheckResult(check=check_id, status=Status.SKIPPED, detail=reason, duration_ms=0.0)
+
+
+def _run_one(case: Case, check_id: str, run: Callable[[Case], Outcome]) -> CheckResult:
+    start = clock(case.device)
+    user_traceback = None
+    try:
+        with torch.enable_grad():
+            outcome = run(case)
+    except Skip as skip:
+        outcome = Outcome.skipped(str(skip))
+    except NoDifferentiableOutput:
+        outcome = Outcome.failed(
+            f"no output requires grad although {', '.join(case.diff_names)} do", hint=NO_OUTPUT_HINT
+        )
+    except Exception as error:
+        rejection = engine_rejection(case, error) if isinstance(error, RuntimeError) else None
+        if rejection is not None:  # autograd refused what backward returned: a finding, not a crash
+            outcome = Outcome.failed(rejection)
+            elapsed = (clock(case.device) - start) * 1e3
+            return _result(check_id, outcome, elapsed, None)
+        outcome = Outcome(Status.ERROR, _describe(error))
+        user_traceback = format_user_traceback(error)
+    elapsed = (clock(case.device) - start) * 1e3
+    return _result(check_id, outcome, elapsed, user_traceback)
+
+
+def _result(check_id: str, outcome: Outcome, elapsed: float, user_traceback: str | None) -> CheckResult:
+    return CheckResult(
+        check=check_id,
+        status=outcome.status,
+        detail=outcome.detail,
+        duration_ms=elapsed,
+        hint=outcome.hint,
+        data=dict(outcome.data),
+        explain=outcome.explain,
+        traceback=user_traceback,
+    )
+
+
+def _describe(error: BaseException) -> str:
+    """`Type: message (at file.py:12 in fn)`, locating the innermost frame outside torch and lossctl."""
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    where = _user_frame(error)
+    return f"{text} (at {where})" if where else text
+
+
+def _user_frame(error: BaseException) -> str | None:
+    package = Path(__file__).resolve().parent
+    torch_dir = Path(torch.__file__).resolve().parent
+    found = None
+    for frame in traceback.extract_tb(error.__traceback__):
+        path = Path(frame.filename)
+        try:
+            resolved = path.resolve()
+        except OSError:
+            continue
+        inside_lossctl = package in resolved.parents and (package / "examples") not in resolved.parents
+        if inside_lossctl or torch_dir in resolved.parents or "importlib" in frame.filename:
+            continue
+        found = f"{path.name}:{frame.lineno} in {frame.name}"
+    return found
