@@ -109,7 +109,7 @@ def check(
         skip=_split(skip),
         format=fmt,
         verbose=verbose,
-        configs_dir=Path.cwd() / "configs",
+        configs_dir=Path("configs"),
     )
     raise typer.Exit(_guarded(lambda: _run_check(command), verbose))
 

@@ -15,7 +15,7 @@ from lossctl.checks import select_checks
 from lossctl.checks.base import Check, Skip
 from lossctl.device import clock, device_name, resolve_device
 from lossctl.errors import LossctlError
-from lossctl.inputs import build_inputs
+from lossctl.inputs import build_inputs, derive_seed
 from lossctl.loader import format_user_traceback, load_object
 from lossctl.report import SETUP, CaseResult, CheckResult, Environment, Outcome, Report, Status
 from lossctl.spec import CasePoint, Spec, sweep, with_default_args
@@ -187,7 +187,7 @@ def _run_case(
         if on_result:
             on_result(case.id, result)
 
-    probe = _run_one(case, "forward", lambda c: Outcome.passed("forward ran"))
+    probe = _run_one(case, "forward", _probe_forward)
     if probe.status is Status.ERROR:
         record(replace(probe, detail=f"forward raised {probe.detail}"))
         for check in checks:
@@ -212,6 +212,11 @@ def _run_case(
     )
 
 
+def _probe_forward(case: Case) -> Outcome:
+    case.call(case.fresh())
+    return Outcome.passed("forward ran")
+
+
 def _skipped(check_id: str, reason: str) -> CheckResult:
     return CheckResult(check=check_id, status=Status.SKIPPED, detail=reason, duration_ms=0.0)
 
@@ -220,7 +225,11 @@ def _run_one(case: Case, check_id: str, run: Callable[[Case], Outcome]) -> Check
     start = clock(case.device)
     user_traceback = None
     try:
-        with torch.enable_grad():
+        # Seed torch's global generator per check (gradcheck's fast mode and any randomness in
+        # the user's forward draw from it), without disturbing the caller's RNG state.
+        devices = [case.device.index or 0] if case.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+            torch.manual_seed(derive_seed(case.seed, "check", check_id))
             outcome = run(case)
     except Skip as skip:
         outcome = Outcome.skipped(str(skip))

@@ -28,7 +28,7 @@ def collect(targets: Sequence[str], *, configs_dir: Path) -> list[Job]:
     if not targets:
         if not configs_dir.is_dir():
             raise UsageError(
-                f"no TARGET given and no configs/ folder in {configs_dir.parent}",
+                f"no TARGET given and no configs/ folder in {configs_dir.resolve().parent}",
                 hint="pass a Function (pkg.mod.Class), a spec file, or a folder of specs",
             )
         targets = [str(configs_dir)]
