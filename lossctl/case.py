@@ -78,9 +78,7 @@ class Case:
         """The target as a function of the positional inputs (a Module built once per dtype)."""
         key = dtype
         if key not in self._callables:
-            self._callables[key] = self.target.make_callable(
-                self.spec.module_kwargs, device=self.device, dtype=dtype
-            )
+            self._callables[key] = self.target.make_callable(self.spec.module_kwargs, device=self.device, dtype=dtype)
         return self._callables[key]
 
     def call(self, values: Sequence[Any], dtype: torch.dtype | None = None) -> tuple[Any, ...]:
@@ -94,13 +92,29 @@ class Case:
             out[i] = tensor
         return out
 
+    def with_dims(self, dims: Mapping[str, int]) -> Case:
+        """The same case with other sizes (inputs rebuilt from the same seed)."""
+        from lossctl.inputs import build_inputs
+        from lossctl.spec import CasePoint
+
+        values = build_inputs(self.spec, dims, seed=self.seed, device=self.device)
+        positional, keyword = self.target.bind(values)
+        label = ",".join(f"{k}={v}" for k, v in dims.items())
+        return Case(
+            id=f"{self.spec.name}[{label}]",
+            spec=self.spec,
+            point=CasePoint(dims=dict(dims), swept=tuple(dims)),
+            target=self.target,
+            device=self.device,
+            seed=self.seed,
+            names=tuple(n for n, _ in positional),
+            values=tuple(v for _, v in positional),
+            kwargs=keyword,
+        )
+
     def output_positions(self, outputs: Sequence[Any]) -> list[int]:
         """Positions of the differentiable outputs (to pick the same ones under no_grad)."""
-        return [
-            i
-            for i, o in enumerate(outputs)
-            if isinstance(o, torch.Tensor) and o.is_floating_point() and o.requires_grad
-        ]
+        return [i for i, o in enumerate(outputs) if is_differentiable(o)]
 
     def random_cotangents(self, outputs: Sequence[torch.Tensor], label: str) -> list[torch.Tensor]:
         """Seeded standard-normal grad_outputs shaped like `outputs`; `label` picks the stream."""
@@ -129,8 +143,7 @@ class NoDifferentiableOutput(Exception):
 
 
 NO_OUTPUT_HINT = (
-    "forward's outputs are all non-differentiable: did it detach them, or mark them "
-    "with ctx.mark_non_differentiable?"
+    "forward's outputs are all non-differentiable: did it detach them, or mark them with ctx.mark_non_differentiable?"
 )
 
 
@@ -140,8 +153,26 @@ def as_outputs(result: Any) -> tuple[Any, ...]:
     return (result,)
 
 
+def is_differentiable(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.is_floating_point() and value.requires_grad
+
+
 def differentiable_outputs(outputs: Sequence[Any]) -> list[torch.Tensor]:
-    return [o for o in outputs if isinstance(o, torch.Tensor) and o.is_floating_point() and o.requires_grad]
+    return [o for o in outputs if is_differentiable(o)]
+
+
+def all_cotangents(outputs: tuple[Any, ...], cotangents: list[torch.Tensor]) -> list[Any]:
+    """One grad per output, as the engine passes them: zeros for non-differentiable tensors."""
+    it = iter(cotangents)
+    grads: list[Any] = []
+    for out in outputs:
+        if not isinstance(out, torch.Tensor):
+            grads.append(None)
+        elif out.is_floating_point() and out.requires_grad:
+            grads.append(next(it))
+        else:
+            grads.append(torch.zeros_like(out))
+    return grads
 
 
 def random_like(tensor: torch.Tensor, seed: int) -> torch.Tensor:

@@ -27,8 +27,7 @@ EXIT_CODES_HELP = (
 
 app = typer.Typer(
     name="lossctl",
-    help="Check that a custom torch.autograd.Function is right, say why not, and time it.\n\n"
-    + EXIT_CODES_HELP,
+    help="Check that a custom torch.autograd.Function is right, say why not, and time it.\n\n" + EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -92,9 +91,7 @@ def check(
         str | None,
         typer.Option("--checks", help="Comma-separated check ids to run (see `lossctl checks`)."),
     ] = None,
-    skip: Annotated[
-        str | None, typer.Option("--skip", help="Comma-separated check ids to leave out.")
-    ] = None,
+    skip: Annotated[str | None, typer.Option("--skip", help="Comma-separated check ids to leave out.")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Full details and your tracebacks under the table.")

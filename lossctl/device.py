@@ -17,9 +17,7 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError):
-        raise DeviceError(
-            f"--device: unknown device `{name}`", hint="use cpu, cuda, cuda:N, mps or auto"
-        ) from None
+        raise DeviceError(f"--device: unknown device `{name}`", hint="use cpu, cuda, cuda:N, mps or auto") from None
     if device.type == "cpu":
         return device
     if device.type == "cuda":

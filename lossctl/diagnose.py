@@ -151,9 +151,7 @@ def fitted_scale(expected: torch.Tensor, got: torch.Tensor) -> float | None:
     return c
 
 
-def hint_for(
-    expected: torch.Tensor, got: torch.Tensor, scale: float | None, dims: Mapping[str, int]
-) -> str | None:
+def hint_for(expected: torch.Tensor, got: torch.Tensor, scale: float | None, dims: Mapping[str, int]) -> str | None:
     """A likely cause for a recognisable error shape."""
     if not bool(torch.isfinite(got).all()):
         return "backward produces NaN or inf"
@@ -161,6 +159,11 @@ def hint_for(
         return "backward returns zeros — a detach, or the wrong branch?"
     if scale is None:
         return None
+    return factor_hint(scale, dims)
+
+
+def factor_hint(scale: float, dims: Mapping[str, int]) -> str | None:
+    """The hint for got = scale·expected: a flipped sign or a missing/extra factor."""
     if abs(scale + 1) < 1e-3:
         return "sign is flipped"
     if scale < 0:

@@ -41,9 +41,7 @@ def parse_reference(text: str, *, base_dir: Path | None = None) -> Reference:
         if not path.is_absolute():
             path = (base_dir or Path.cwd()) / path
         if not attr:
-            raise LoadError(
-                f"`{text}` names a file but no object", hint="write it as path/to/file.py:ClassName"
-            )
+            raise LoadError(f"`{text}` names a file but no object", hint="write it as path/to/file.py:ClassName")
         return Reference(module=path.stem, attr=attr, file=path)
     if text.endswith(".py"):
         raise LoadError(
@@ -216,3 +214,35 @@ def format_user_traceback(exc: BaseException) -> str:
     lines += traceback.format_list(keep or frames)
     lines += traceback.format_exception_only(type(exc), exc)
     return "".join(lines).rstrip()
+
+
+def describe_exception(error: BaseException) -> str:
+    """`Type: message (at file.py:12 in fn)`, locating the innermost frame outside torch and lossctl."""
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    where = _user_frame(error)
+    return f"{text} (at {where})" if where else text
+
+
+def _user_frame(error: BaseException) -> str | None:
+    return user_location(traceback.extract_tb(error.__traceback__))
+
+
+def user_location(frames: list[traceback.FrameSummary]) -> str | None:
+    """`file.py:12 in fn` for the innermost frame that is the user's (not torch's or lossctl's)."""
+    import torch
+
+    package = Path(__file__).resolve().parent
+    torch_dir = Path(torch.__file__).resolve().parent
+    found = None
+    for frame in frames:
+        path = Path(frame.filename)
+        try:
+            resolved = path.resolve()
+        except OSError:
+            continue
+        inside_lossctl = package in resolved.parents and (package / "examples") not in resolved.parents
+        if inside_lossctl or torch_dir in resolved.parents or "importlib" in frame.filename:
+            continue
+        found = f"{path.name}:{frame.lineno} in {frame.name}"
+    return found

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import platform
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 
@@ -16,7 +14,7 @@ from lossctl.checks.base import Check, Skip
 from lossctl.device import clock, device_name, resolve_device
 from lossctl.errors import LossctlError
 from lossctl.inputs import build_inputs, derive_seed
-from lossctl.loader import format_user_traceback, load_object
+from lossctl.loader import describe_exception, format_user_traceback, load_object
 from lossctl.report import SETUP, CaseResult, CheckResult, Environment, Outcome, Report, Status
 from lossctl.spec import CasePoint, Spec, sweep, with_default_args
 from lossctl.suite import Job
@@ -95,7 +93,7 @@ def _run_job(
                 setup.failed(
                     case_id,
                     point.dims,
-                    f"building the inputs or the module raised {_describe(error)}",
+                    f"building the inputs or the module raised {describe_exception(error)}",
                     None,
                     format_user_traceback(error),
                     notes,
@@ -123,9 +121,7 @@ def _in_spec(spec: Spec, message: str) -> str:
     return message
 
 
-def _build_case(
-    case_id: str, spec: Spec, point: CasePoint, target: Target, device: torch.device, seed: int
-) -> Case:
+def _build_case(case_id: str, spec: Spec, point: CasePoint, target: Target, device: torch.device, seed: int) -> Case:
     values = build_inputs(spec, point.dims, seed=seed, device=device)
     positional, keyword = target.bind(values)
     case = Case(
@@ -177,9 +173,7 @@ class _Setup:
         )
 
 
-def _run_case(
-    case: Case, checks: tuple[Check, ...], notes: tuple[str, ...], on_result: OnResult | None
-) -> CaseResult:
+def _run_case(case: Case, checks: tuple[Check, ...], notes: tuple[str, ...], on_result: OnResult | None) -> CaseResult:
     results: list[CheckResult] = []
 
     def record(result: CheckResult) -> None:
@@ -243,7 +237,7 @@ def _run_one(case: Case, check_id: str, run: Callable[[Case], Outcome]) -> Check
             outcome = Outcome.failed(rejection)
             elapsed = (clock(case.device) - start) * 1e3
             return _result(check_id, outcome, elapsed, None)
-        outcome = Outcome(Status.ERROR, _describe(error))
+        outcome = Outcome(Status.ERROR, describe_exception(error))
         user_traceback = format_user_traceback(error)
     elapsed = (clock(case.device) - start) * 1e3
     return _result(check_id, outcome, elapsed, user_traceback)
@@ -260,28 +254,3 @@ def _result(check_id: str, outcome: Outcome, elapsed: float, user_traceback: str
         explain=outcome.explain,
         traceback=user_traceback,
     )
-
-
-def _describe(error: BaseException) -> str:
-    """`Type: message (at file.py:12 in fn)`, locating the innermost frame outside torch and lossctl."""
-    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
-    where = _user_frame(error)
-    return f"{text} (at {where})" if where else text
-
-
-def _user_frame(error: BaseException) -> str | None:
-    package = Path(__file__).resolve().parent
-    torch_dir = Path(torch.__file__).resolve().parent
-    found = None
-    for frame in traceback.extract_tb(error.__traceback__):
-        path = Path(frame.filename)
-        try:
-            resolved = path.resolve()
-        except OSError:
-            continue
-        inside_lossctl = package in resolved.parents and (package / "examples") not in resolved.parents
-        if inside_lossctl or torch_dir in resolved.parents or "importlib" in frame.filename:
-            continue
-        found = f"{path.name}:{frame.lineno} in {frame.name}"
-    return found

@@ -37,8 +37,37 @@ INIT_PARAMS: dict[str, tuple[str, ...]] = {
     "constant": ("value",),
 }
 TENSOR_KEYS = ("shape", "dtype", "requires_grad", "init", "mean", "std", "low", "high", "p", "value")
-SPEC_KEYS = ("name", "function", "seed", "dims", "args", "tolerance", "module_kwargs")
-TOLERANCE_KEYS = ("eps", "atol", "rtol")
+SPEC_KEYS = ("name", "function", "seed", "dims", "args", "tolerance", "module_kwargs", "checks", "dtypes")
+TOLERANCE_KEYS = ("eps", "atol", "rtol", "nondet_tol")
+
+CHECK_IDS = (
+    "forward",
+    "backward",
+    "raw_backward",
+    "gradcheck",
+    "gradient_scaled",
+    "linearity",
+    "needs_input_grad",
+    "determinism",
+    "grad_output_intact",
+    "inplace",
+    "noncontiguous",
+    "edge_sizes",
+    "double_backward",
+    "forward_ad",
+    "vmap",
+    "low_precision",
+    "stability",
+    "compile",
+)
+"""Every check id, in run order (the registry in lossctl.checks must match: a test says so)."""
+
+CHECK_OPTIONS: dict[str, tuple[str, ...]] = {
+    "edge_sizes": ("exclude_dims",),
+    "stability": ("exclude_args",),
+    "low_precision": ("factor",),
+}
+"""Options a check takes under `checks: {id: {...}}`; other checks take only true/false."""
 
 DEFAULT_DIMS = {"N": 5, "C": 3}
 """Sizes of default inputs: distinct and non-square, so a transposed gradient cannot pass."""
@@ -81,6 +110,8 @@ class Tolerance:
     eps: float = 1e-6
     atol: float = 1e-5
     rtol: float = 1e-3
+    nondet_tol: float = 0.0
+    """How far two backward passes on identical inputs may differ (0: bitwise equal)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +125,11 @@ class Spec:
     seed: int = 0
     tolerance: Tolerance = Tolerance()
     module_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    checks: Mapping[str, bool] = field(default_factory=dict)
+    """Checks turned on or off by the spec (others follow their default)."""
+    check_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    dtypes: tuple[str, ...] | None = None
+    """Low-precision dtypes to compare against float64; None: the device's default."""
     source: str | None = None
     """The spec file, or None for a spec built on the command line."""
     line: int | None = None
@@ -338,6 +374,8 @@ class _Reader:
         module_kwargs = self.mapping(
             raw.get("module_kwargs", {}), (*path, "module_kwargs"), "a mapping of keyword arguments"
         )
+        checks, check_options = self.checks(raw.get("checks", {}), (*path, "checks"), dims, args)
+        dtypes = self.dtypes(raw["dtypes"], (*path, "dtypes")) if "dtypes" in raw else None
         return Spec(
             function=function,
             name=name.strip(),
@@ -346,10 +384,73 @@ class _Reader:
             seed=seed,
             tolerance=tolerance,
             module_kwargs=dict(module_kwargs),
+            checks=checks,
+            check_options=check_options,
+            dtypes=dtypes,
             source=self.source,
             line=self.lines.get(path),
             args_given=args_given,
         )
+
+    def checks(
+        self,
+        raw: Any,
+        path: tuple[Any, ...],
+        dims: Mapping[str, tuple[int, ...]],
+        args: Mapping[str, Arg],
+    ) -> tuple[dict[str, bool], dict[str, dict[str, Any]]]:
+        raw = self.mapping(raw, path, "a mapping of check ids to true, false or options")
+        self.check_keys(raw, path, CHECK_IDS)
+        enabled: dict[str, bool] = {}
+        options: dict[str, dict[str, Any]] = {}
+        for check_id, value in raw.items():
+            where = (*path, check_id)
+            if isinstance(value, bool):
+                enabled[check_id] = value
+                continue
+            if check_id not in CHECK_OPTIONS:
+                raise self.error(where, f"expected true or false, got {_kind(value)}")
+            value = self.mapping(value, where, f"true, false or options ({', '.join(CHECK_OPTIONS[check_id])})")
+            self.check_keys(value, where, CHECK_OPTIONS[check_id])
+            enabled[check_id] = True
+            options[check_id] = {
+                key: self.check_option(check_id, key, item, (*where, key), dims, args) for key, item in value.items()
+            }
+        return enabled, options
+
+    def check_option(
+        self,
+        check_id: str,
+        key: str,
+        value: Any,
+        path: tuple[Any, ...],
+        dims: Mapping[str, tuple[int, ...]],
+        args: Mapping[str, Arg],
+    ) -> Any:
+        if key == "factor":
+            return self.number(value, path, positive=True)
+        names = dims if key == "exclude_dims" else args
+        what = "dim" if key == "exclude_dims" else "argument"
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(path, f"expected a list of {what} names, got {_kind(value)}")
+        for i, name in enumerate(value):
+            if name not in names and (key == "exclude_dims" or args):
+                known = ", ".join(names) or "none"
+                raise self.error((*path, i), f"unknown {what} `{name}`. {_suggest(name, list(names))}Known: {known}")
+        return tuple(value)
+
+    def dtypes(self, raw: Any, path: tuple[Any, ...]) -> tuple[str, ...]:
+        if not isinstance(raw, list) or not raw:
+            raise self.error(path, f"expected a non-empty list of dtypes, got {_kind(raw)}")
+        out = []
+        for i, name in enumerate(raw):
+            if not isinstance(name, str):
+                raise self.error((*path, i), f"expected a dtype name, got {_kind(name)}")
+            dtype = DTYPE_ALIASES.get(name.removeprefix("torch."), name.removeprefix("torch."))
+            if dtype not in FLOAT_DTYPES:
+                raise self.error((*path, i), f"expected a floating dtype ({', '.join(FLOAT_DTYPES)}), got `{name}`")
+            out.append(dtype)
+        return tuple(out)
 
     def dims(self, raw: Any, path: tuple[Any, ...]) -> dict[str, tuple[int, ...]]:
         raw = self.mapping(raw, path, "a mapping of dim names to sizes, e.g. {N: 6, C: 5}")
@@ -407,8 +508,7 @@ class _Reader:
         if init not in INIT_PARAMS:
             raise self.error(
                 (*path, "init"),
-                f"unknown init `{init}`. {_suggest(str(init), list(INIT_PARAMS))}"
-                f"Supported: {', '.join(INIT_PARAMS)}",
+                f"unknown init `{init}`. {_suggest(str(init), list(INIT_PARAMS))}Supported: {', '.join(INIT_PARAMS)}",
             )
         for key in ("mean", "std", "low", "high", "p", "value"):
             if key in raw and key not in INIT_PARAMS[init]:
@@ -418,9 +518,7 @@ class _Reader:
                     f"`{key}` does not apply to init `{init}` (its parameters: {allowed})",
                 )
         if init in ("simplex", "log_simplex", "normal", "positive") and not floating:
-            raise self.error(
-                (*path, "init"), f"init `{init}` makes floating values; dtype `{dtype}` is not floating"
-            )
+            raise self.error((*path, "init"), f"init `{init}` makes floating values; dtype `{dtype}` is not floating")
         if init in ("simplex", "log_simplex") and not shape:
             raise self.error((*path, "shape"), f"init `{init}` needs at least one dim (the last sums to 1)")
         if dtype == "bool" and init not in ("bernoulli", "constant"):
@@ -430,9 +528,7 @@ class _Reader:
         if not isinstance(requires_grad, bool):
             raise self.error((*path, "requires_grad"), f"expected true or false, got {_kind(requires_grad)}")
         if requires_grad and not floating:
-            raise self.error(
-                (*path, "requires_grad"), f"only floating tensors can require grad; dtype is `{dtype}`"
-            )
+            raise self.error((*path, "requires_grad"), f"only floating tensors can require grad; dtype is `{dtype}`")
 
         values: dict[str, Any] = {}
         if "mean" in raw:
@@ -463,9 +559,7 @@ class _Reader:
             self._check_range(values.get("low", 0.0), values.get("high", 1.0), path, dims)
         return TensorArg(shape=tuple(shape), dtype=dtype, init=init, requires_grad=requires_grad, **values)
 
-    def _check_range(
-        self, low: Any, high: Any, path: tuple[Any, ...], dims: Mapping[str, tuple[int, ...]]
-    ) -> None:
+    def _check_range(self, low: Any, high: Any, path: tuple[Any, ...], dims: Mapping[str, tuple[int, ...]]) -> None:
         def values(bound: Any) -> tuple[float, ...]:
             return tuple(dims[bound]) if isinstance(bound, str) else (bound,)
 
@@ -497,12 +591,12 @@ class _Reader:
         return self.integer(value, path, minimum=minimum)
 
     def tolerance(self, raw: Any, path: tuple[Any, ...]) -> Tolerance:
-        raw = self.mapping(raw, path, "a mapping with eps, atol, rtol")
+        raw = self.mapping(raw, path, "a mapping with eps, atol, rtol, nondet_tol")
         self.check_keys(raw, path, TOLERANCE_KEYS)
         values = {}
         if "eps" in raw:
             values["eps"] = self.number(raw["eps"], (*path, "eps"), positive=True)
-        for key in ("atol", "rtol"):
+        for key in ("atol", "rtol", "nondet_tol"):
             if key in raw:
                 values[key] = self.number(raw[key], (*path, key), minimum=0.0)
         return Tolerance(**values)

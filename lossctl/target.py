@@ -72,8 +72,7 @@ class Target:
         extra = [
             n
             for n in values
-            if n not in by_name
-            or by_name[n].kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+            if n not in by_name or by_name[n].kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
         ]
         if extra and var_positional is None and var_keyword is None:
             name = extra[0]

@@ -13,9 +13,7 @@ from lossctl.report import CaseResult, CheckResult, Environment, Report, Status
 
 def sample_report() -> Report:
     checks = tuple(
-        CheckResult(
-            check=f"c{i}", status=status, detail=f"{status.value} [detail]", duration_ms=1.5, hint="fix"
-        )
+        CheckResult(check=f"c{i}", status=status, detail=f"{status.value} [detail]", duration_ms=1.5, hint="fix")
         for i, status in enumerate(Status)
     )
     case = CaseResult(
@@ -29,9 +27,7 @@ def sample_report() -> Report:
         checks=checks,
         notes=("a note",),
     )
-    env = Environment(
-        torch="2.x", python="3.11", platform="linux", device="cpu", device_name="cpu", threads=2
-    )
+    env = Environment(torch="2.x", python="3.11", platform="linux", device="cpu", device_name="cpu", threads=2)
     return Report(cases=(case,), environment=env)
 
 

@@ -33,9 +33,7 @@ def test_full_spec_parses_with_defaults_filled():
     assert spec.seed == 3
     assert spec.dims == {"N": (6,), "C": (5,)}
     assert spec.args["logits"] == TensorArg(shape=("N", "C"))
-    assert spec.args["target"] == TensorArg(
-        shape=("N",), dtype="int64", init="randint", requires_grad=False, high="C"
-    )
+    assert spec.args["target"] == TensorArg(shape=("N",), dtype="int64", init="randint", requires_grad=False, high="C")
     assert spec.args["gamma"] == ValueArg(2.0)
     # YAML 1.1 reads 1e-6 as a string: it must still be a number here.
     assert spec.tolerance == Tolerance(eps=1e-6, atol=1e-5, rtol=1e-3)

@@ -9,10 +9,49 @@ from lossctl.errors import UsageError
 
 
 def registry() -> tuple[Check, ...]:
-    """Every check, in the order they run."""
-    from lossctl.checks import backward, forward, gradcheck, linearity
+    """Every check, in the order they run (the order of lossctl.spec.CHECK_IDS)."""
+    from lossctl.checks import (
+        backward,
+        compile,
+        determinism,
+        double_backward,
+        edge_sizes,
+        forward,
+        forward_ad,
+        grad_output_intact,
+        gradcheck,
+        gradient_scaled,
+        inplace,
+        linearity,
+        low_precision,
+        needs_input_grad,
+        noncontiguous,
+        raw_backward,
+        stability,
+        vmap,
+    )
 
-    return (forward.CHECK, backward.CHECK, gradcheck.CHECK, linearity.CHECK)
+    modules = (
+        forward,
+        backward,
+        raw_backward,
+        gradcheck,
+        gradient_scaled,
+        linearity,
+        needs_input_grad,
+        determinism,
+        grad_output_intact,
+        inplace,
+        noncontiguous,
+        edge_sizes,
+        double_backward,
+        forward_ad,
+        vmap,
+        low_precision,
+        stability,
+        compile,
+    )
+    return tuple(module.CHECK for module in modules)
 
 
 def select_checks(only: Sequence[str] | None = None, skip: Sequence[str] = ()) -> tuple[Check, ...]:

@@ -5,14 +5,10 @@ from __future__ import annotations
 import torch
 
 from lossctl.case import Case
-from lossctl.checks.base import Check, Skip
+from lossctl.checks.base import Check
+from lossctl.checks.common import require_differentiable_inputs
 from lossctl.checks.forward import first_nonfinite
 from lossctl.report import Outcome
-
-
-def require_differentiable_inputs(case: Case) -> None:
-    if not case.diff_indices:
-        raise Skip("no input requires grad (set requires_grad: true on a floating tensor)")
 
 
 def check_backward(case: Case) -> Outcome:
@@ -29,8 +25,7 @@ def check_backward(case: Case) -> Outcome:
             )
         if grad.shape != x.shape or grad.dtype != x.dtype:
             return Outcome.failed(
-                f"gradient of `{name}` is {tuple(grad.shape)} {grad.dtype}, "
-                f"the input is {tuple(x.shape)} {x.dtype}"
+                f"gradient of `{name}` is {tuple(grad.shape)} {grad.dtype}, the input is {tuple(x.shape)} {x.dtype}"
             )
         count, index, value = first_nonfinite(grad)
         if count:

@@ -8,9 +8,9 @@ import re
 import torch
 from torch.autograd.gradcheck import GradcheckError
 
-from lossctl.case import Case, differentiable_outputs, float64_supported
-from lossctl.checks.backward import require_differentiable_inputs
-from lossctl.checks.base import Check, Skip
+from lossctl.case import Case, differentiable_outputs
+from lossctl.checks.base import Check
+from lossctl.checks.common import float64_values
 from lossctl.diagnose import GradMismatch, compare, numerical_gradient, sample_indices
 from lossctl.inputs import derive_seed
 from lossctl.report import Outcome
@@ -25,25 +25,11 @@ _MISMATCH = re.compile(r"Jacobian mismatch for output (\d+) with respect to inpu
 _HINTS = {
     "not reentrant": "backward gives different results for the same inputs: it is nondeterministic",
     "undefined output grads": (
-        "backward must treat a zero (undefined) grad_output as zero: multiply by grad_output "
-        "instead of ignoring it"
+        "backward must treat a zero (undefined) grad_output as zero: multiply by grad_output instead of ignoring it"
     ),
     "incorrect type": "backward returns a gradient whose dtype differs from its input's",
     "incorrect size": "backward returns a gradient whose shape differs from its input's",
 }
-
-
-def run_float64(case: Case) -> list[object]:
-    """Float64 copies of the inputs, after checking the Function runs on them (else Skip)."""
-    require_differentiable_inputs(case)
-    if not float64_supported(case.device):
-        raise Skip(f"float64 is not supported on {case.device.type}")
-    values = case.fresh(torch.float64)
-    try:
-        case.call(case.fresh(torch.float64), torch.float64)
-    except Exception as error:
-        raise Skip(f"cannot run in float64 ({type(error).__name__}: {error})") from None
-    return values
 
 
 def promotion_note(case: Case) -> str:
@@ -51,12 +37,11 @@ def promotion_note(case: Case) -> str:
     return f"; {', '.join(promoted)} promoted to float64" if promoted else ""
 
 
-def use_fast_mode(case: Case, values: list[object]) -> bool:
+def use_fast_mode(case: Case, values: list[object], *, max_inputs: int = SLOW_MODE_MAX_INPUTS) -> bool:
+    """Slow mode (the full Jacobian) for small cases, fast mode (random projections) above."""
     inputs = sum(values[i].numel() for i in case.diff_indices)  # type: ignore[attr-defined]
-    outputs = sum(
-        o.numel() for o in differentiable_outputs(case.call(case.fresh(torch.float64), torch.float64))
-    )
-    return inputs > SLOW_MODE_MAX_INPUTS or outputs > SLOW_MODE_MAX_OUTPUTS
+    outputs = sum(o.numel() for o in differentiable_outputs(case.call(case.fresh(torch.float64), torch.float64)))
+    return inputs > max_inputs or outputs > SLOW_MODE_MAX_OUTPUTS
 
 
 def diagnose_gradients(case: Case, values: list[object], *, atol: float, rtol: float) -> list[GradMismatch]:
@@ -79,16 +64,14 @@ def diagnose_gradients(case: Case, values: list[object], *, atol: float, rtol: f
         expected = numerical_gradient(scalar, diff, position, indices, case.spec.tolerance.eps)
         got = torch.zeros_like(x) if grad is None else grad
         flat = got.detach().reshape(-1).cpu()[indices]
-        found = compare(
-            name, expected, flat, indices, tuple(x.shape), atol=atol, rtol=rtol, dims=case.point.dims
-        )
+        found = compare(name, expected, flat, indices, tuple(x.shape), atol=atol, rtol=rtol, dims=case.point.dims)
         if found is not None:
             mismatches.append(found)
     return mismatches
 
 
 def check_gradcheck(case: Case) -> Outcome:
-    values = run_float64(case)
+    values = float64_values(case)
     tol = case.spec.tolerance
     fast = use_fast_mode(case, values)
 

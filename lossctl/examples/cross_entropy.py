@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from torch.autograd import Function
+from torch.autograd.function import once_differentiable
 
 
 class CrossEntropyLoss(Function):
@@ -18,6 +19,7 @@ class CrossEntropyLoss(Function):
         return -log_probs.gather(-1, target.unsqueeze(-1)).mean()
 
     @staticmethod
+    @once_differentiable  # backward uses forward's intermediates, so it is not differentiable itself
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
         log_probs, target = ctx.saved_tensors
         grad = log_probs.exp()

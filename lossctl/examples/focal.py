@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from torch.autograd import Function
+from torch.autograd.function import once_differentiable
 
 
 class FocalLoss(Function):
@@ -25,6 +26,7 @@ class FocalLoss(Function):
         return (-((1 - pt) ** gamma) * log_pt).mean()
 
     @staticmethod
+    @once_differentiable  # backward uses forward's intermediates, so it is not differentiable itself
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         log_probs, target = ctx.saved_tensors
         gamma = ctx.gamma
