@@ -30,3 +30,6 @@ format: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+
+bench: install
+	$(BIN)/python benchmarks/battery.py

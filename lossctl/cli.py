@@ -96,6 +96,10 @@ def check(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Full details and your tracebacks under the table.")
     ] = False,
+    explain: Annotated[
+        bool,
+        typer.Option("--explain", help="Like -v: the worst elements and a heat map of |expected − got| per argument."),
+    ] = False,
 ) -> None:
     """Check forward, backward and gradients of Functions, from specs or by dotted path."""
     command = CheckCommand(
@@ -105,7 +109,7 @@ def check(
         checks=_split(checks) or None,
         skip=_split(skip),
         format=fmt,
-        verbose=verbose,
+        verbose=verbose or explain,
         configs_dir=Path("configs"),
     )
     raise typer.Exit(_guarded(lambda: _run_check(command), verbose))

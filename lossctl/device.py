@@ -64,3 +64,13 @@ def clock(device: torch.device) -> float:
     difference of two readings is the wall time of the work between them."""
     synchronize(device)
     return time.perf_counter()
+
+
+def seed_device(device: torch.device, seed: int) -> None:
+    """Seed the CPU generator and this device's, like torch.manual_seed but without queueing a
+    lazy seed for every CUDA device (which costs a stack capture per call on CPU-only builds)."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+    elif device.type == "mps":
+        torch.mps.manual_seed(seed)

@@ -38,6 +38,8 @@ class GradMismatch:
     scale: float | None
     """c when got ≈ c·expected holds closely, else None."""
     hint: str | None
+    heatmap: tuple[tuple[float, ...], ...] = ()
+    """|expected − got| pooled to at most 16×48 cells (when every element was checked)."""
 
     def summary(self) -> str:
         """One line: the argument, how many elements are wrong, the worst one, the relative error."""
@@ -59,6 +61,7 @@ class GradMismatch:
             "worst": [{"index": list(e.index), "expected": e.expected, "got": e.got} for e in self.worst],
             "scale": self.scale,
             "hint": self.hint,
+            "heatmap": [list(row) for row in self.heatmap],
         }
 
 
@@ -103,9 +106,11 @@ def compare(
     atol: float,
     rtol: float,
     dims: Mapping[str, int] | None = None,
+    dim_names: Sequence[str | int] | None = None,
 ) -> GradMismatch | None:
     """Compare gradients at flat `indices` of a tensor of `shape`; None when all are within
-    atol + rtol·|expected| (gradcheck's criterion)."""
+    atol + rtol·|expected| (gradcheck's criterion). `dim_names` (the spec's shape, e.g. ("N", "C"))
+    names the dims in hints."""
     expected = expected.detach().double().cpu().reshape(-1)
     got = got.detach().double().cpu().reshape(-1)
     diff = (got - expected).abs()
@@ -126,6 +131,12 @@ def compare(
     rel = float((got - expected).norm()) / norm if norm > 0 else math.inf
     scale = fitted_scale(expected, got)
     numel = math.prod(shape)
+    complete = len(indices) == numel
+    hint = hint_for(expected, got, scale, dims or {})
+    if hint is None and complete:
+        hint = layout_hint(expected, got, shape, atol=atol, rtol=rtol)
+    if hint is None:
+        hint = slice_hint(bad, indices, shape, dim_names)
     return GradMismatch(
         argument=argument,
         max_abs=float(torch.nan_to_num(diff, nan=math.inf).max()),
@@ -135,8 +146,96 @@ def compare(
         total=numel,
         worst=worst,
         scale=scale,
-        hint=hint_for(expected, got, scale, dims or {}),
+        hint=hint,
+        heatmap=heatmap(diff, shape) if complete else (),
     )
+
+
+def layout_hint(
+    expected: torch.Tensor, got: torch.Tensor, shape: Sequence[int], *, atol: float, rtol: float
+) -> str | None:
+    """'transposed' when got is the expected gradient with its dims permuted (then reshaped)."""
+    if len(shape) < 2 or len(shape) > 4:
+        return None
+    grid = expected.reshape(tuple(shape))
+    for perm in itertools.permutations(range(len(shape))):
+        if perm == tuple(range(len(shape))):
+            continue
+        candidate = grid.permute(perm).reshape(-1)
+        if bool(((got - candidate).abs() <= atol + rtol * candidate.abs()).all()):
+            what = "transposed" if len(shape) == 2 else f"transposed (dims permuted as {perm})"
+            return (
+                f"gradient has the right values in the {what} layout — a .view()/.reshape() where "
+                ".t() or .permute() was needed?"
+            )
+    return None
+
+
+def slice_hint(
+    bad: torch.Tensor, indices: torch.Tensor, shape: Sequence[int], dim_names: Sequence[str | int] | None
+) -> str | None:
+    """'wrong only at N ∈ {0, 3}' when the wrong elements fill only some slices along one dim."""
+    if len(shape) == 0:
+        return None
+    coords = [_unravel(int(indices[k]), shape) for k in bad.nonzero().reshape(-1).tolist()]
+    checked = [_unravel(int(i), shape) for i in indices.tolist()]
+    best = None
+    for d, size in enumerate(shape):
+        if size < 2:
+            continue
+        wrong = sorted({c[d] for c in coords})
+        seen = {c[d] for c in checked}
+        if len(wrong) < len(seen) and (best is None or len(wrong) / size < best[2]):
+            best = (d, wrong, len(wrong) / size)
+    if best is None or best[2] > 0.5:
+        return None
+    d, wrong, _ = best
+    name = dim_names[d] if dim_names and d < len(dim_names) and isinstance(dim_names[d], str) else None
+    label = f"{name} (dim {d})" if name else f"dim {d}"
+    listed = ", ".join(map(str, wrong[:8])) + (", …" if len(wrong) > 8 else "")
+    return (
+        f"wrong only at index {listed} of {label}, right elsewhere — an off-by-one, a boundary, or a "
+        "special case for that slice?"
+    )
+
+
+def heatmap(diff: torch.Tensor, shape: Sequence[int], rows: int = 16, cols: int = 48) -> tuple[tuple[float, ...], ...]:
+    """|expected − got| as a 2-D grid (first dim × the rest), max-pooled to at most rows × cols."""
+    grid = torch.nan_to_num(diff, nan=math.inf, posinf=math.inf).reshape((shape[0], -1) if len(shape) >= 2 else (1, -1))
+    grid = torch.where(torch.isinf(grid), torch.full_like(grid, float(torch.finfo(grid.dtype).max)), grid)
+    r, c = grid.shape
+    row_edges = torch.linspace(0, r, min(r, rows) + 1).round().long().tolist()
+    col_edges = torch.linspace(0, c, min(c, cols) + 1).round().long().tolist()
+    return tuple(
+        tuple(
+            float(grid[row_edges[i] : row_edges[i + 1], col_edges[j] : col_edges[j + 1]].max())
+            for j in range(len(col_edges) - 1)
+        )
+        for i in range(len(row_edges) - 1)
+    )
+
+
+KINK_HINT = (
+    "the inputs sit at a kink (a tie, or max/abs/relu at 0): the numerical derivative is unreliable "
+    "there, so the backward may be right — move the inputs away from it (spread values apart, or an "
+    "`init` such as uniform with low > 0)"
+)
+
+
+def is_kink(scalar_fn: ScalarFn, inputs: Sequence[torch.Tensor], position: int, flat_index: int, eps: float) -> bool:
+    """Whether one-sided differences disagree at an element: the function is not smooth there."""
+    base = [t.detach().clone() for t in inputs]
+    flat = base[position].view(-1)
+    original = flat[flat_index].item()
+    with torch.no_grad():
+        center = float(scalar_fn(base))
+        flat[flat_index] = original + eps
+        right = (float(scalar_fn(base)) - center) / eps
+        flat[flat_index] = original - eps
+        left = (center - float(scalar_fn(base))) / eps
+    flat[flat_index] = original
+    scale = max(abs(left), abs(right), 1e-12)
+    return abs(right - left) > 1e-2 * scale
 
 
 def fitted_scale(expected: torch.Tensor, got: torch.Tensor) -> float | None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 import traceback
 from dataclasses import dataclass
@@ -230,19 +232,25 @@ def _user_frame(error: BaseException) -> str | None:
 
 def user_location(frames: list[traceback.FrameSummary]) -> str | None:
     """`file.py:12 in fn` for the innermost frame that is the user's (not torch's or lossctl's)."""
-    import torch
-
-    package = Path(__file__).resolve().parent
-    torch_dir = Path(torch.__file__).resolve().parent
     found = None
     for frame in frames:
-        path = Path(frame.filename)
-        try:
-            resolved = path.resolve()
-        except OSError:
-            continue
-        inside_lossctl = package in resolved.parents and (package / "examples") not in resolved.parents
-        if inside_lossctl or torch_dir in resolved.parents or "importlib" in frame.filename:
-            continue
-        found = f"{path.name}:{frame.lineno} in {frame.name}"
+        if _is_users(frame.filename):
+            found = f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}"
     return found
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_users(filename: str) -> bool:
+    """Whether a source file is the user's: not lossctl's own (its examples count as the user's),
+    not torch's, not importlib's."""
+    import torch
+
+    if "importlib" in filename or filename.startswith("<frozen"):
+        return False
+    path = os.path.realpath(filename)
+    package = os.path.dirname(os.path.realpath(__file__))
+    examples = os.path.join(package, "examples") + os.sep
+    torch_dir = os.path.dirname(os.path.realpath(torch.__file__)) + os.sep
+    if path.startswith(examples):
+        return True
+    return not (path.startswith(package + os.sep) or path.startswith(torch_dir))

@@ -11,7 +11,7 @@ import torch
 from lossctl.case import NO_OUTPUT_HINT, Case, NoDifferentiableOutput, engine_rejection
 from lossctl.checks import select_checks
 from lossctl.checks.base import Check, Skip
-from lossctl.device import clock, device_name, resolve_device
+from lossctl.device import clock, device_name, resolve_device, seed_device
 from lossctl.errors import LossctlError
 from lossctl.inputs import build_inputs, derive_seed
 from lossctl.loader import describe_exception, format_user_traceback, load_object
@@ -37,10 +37,11 @@ def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | N
     """Check every case; user mistakes inside a job become ERROR rows, fatal misuse raises
     LossctlError (unknown check id, unavailable device)."""
     device = resolve_device(options.device)
-    checks = select_checks(options.checks, options.skip)
+    select_checks(options.checks, options.skip)  # unknown ids are a usage error before anything runs
     _warm_up(device)
     cases: list[CaseResult] = []
     for job in jobs:
+        checks = select_checks(options.checks, options.skip, job.spec.checks)
         cases.extend(_run_job(job, checks, device, options, on_result))
     return Report(cases=tuple(cases), environment=environment(device))
 
@@ -223,7 +224,7 @@ def _run_one(case: Case, check_id: str, run: Callable[[Case], Outcome]) -> Check
         # the user's forward draw from it), without disturbing the caller's RNG state.
         devices = [case.device.index or 0] if case.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.enable_grad():
-            torch.manual_seed(derive_seed(case.seed, "check", check_id))
+            seed_device(case.device, derive_seed(case.seed, "check", check_id))
             outcome = run(case)
     except Skip as skip:
         outcome = Outcome.skipped(str(skip))

@@ -211,3 +211,22 @@ def test_checks_are_reproducible(check_function):
     second = check_function("tests.fns.DoubledGrad", "args: {x: {shape: [60, 50]}}")
     assert first["gradcheck"].status is second["gradcheck"].status
     assert first["linearity"].detail == second["linearity"].detail
+
+
+def test_registry_matches_the_spec_ids():
+    from lossctl.checks import registry
+    from lossctl.spec import CHECK_IDS
+
+    checks = registry()
+    assert tuple(c.id for c in checks) == CHECK_IDS
+    assert all(c.description for c in checks)
+    assert [c.id for c in checks if not c.default] == ["compile"]
+
+
+def test_spec_can_turn_checks_on_and_off(check_function):
+    results = check_function(
+        "tests.fns.Square", "checks: {compile: false, vmap: false, linearity: false}\nargs: {x: {shape: [3]}}"
+    )
+    assert "linearity" not in results and "vmap" not in results and "gradcheck" in results
+    results = check_function("tests.fns.Square", "checks: {compile: true}\nargs: {x: {shape: [3]}}", checks=("forward",))
+    assert list(results) == ["forward"]  # --checks wins over the spec

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from lossctl.checks.base import Check
 from lossctl.errors import UsageError
@@ -54,8 +54,11 @@ def registry() -> tuple[Check, ...]:
     return tuple(module.CHECK for module in modules)
 
 
-def select_checks(only: Sequence[str] | None = None, skip: Sequence[str] = ()) -> tuple[Check, ...]:
-    """The checks to run: `only` (or every default one), minus `skip`. Unknown ids are errors."""
+def select_checks(
+    only: Sequence[str] | None = None, skip: Sequence[str] = (), spec: Mapping[str, bool] | None = None
+) -> tuple[Check, ...]:
+    """The checks to run: `only` (--checks) or else each check's default as the spec's `checks:`
+    overrides it, minus `skip` (--skip). Unknown ids are errors."""
     checks = registry()
     known = [c.id for c in checks]
     for option, ids in (("--checks", only or ()), ("--skip", skip)):
@@ -65,5 +68,6 @@ def select_checks(only: Sequence[str] | None = None, skip: Sequence[str] = ()) -
                     f"{option}: unknown check `{check_id}`",
                     hint=f"known checks: {', '.join(known)}",
                 )
-    chosen = [c for c in checks if (c.id in only if only else c.default)]
+    settings = spec or {}
+    chosen = [c for c in checks if (c.id in only if only else settings.get(c.id, c.default))]
     return tuple(c for c in chosen if c.id not in skip)

@@ -7,6 +7,7 @@ import torch
 from lossctl.case import Case, differentiable_outputs
 from lossctl.checks.base import Check
 from lossctl.checks.common import require_differentiable_inputs
+from lossctl.device import seed_device
 from lossctl.inputs import derive_seed
 from lossctl.report import Outcome
 
@@ -32,13 +33,13 @@ def check_determinism(case: Case) -> Outcome:
     seed = derive_seed(case.seed, "determinism")
 
     def run(reseed_before_backward: int | None) -> tuple[list[torch.Tensor | None], list[torch.Tensor | None]]:
-        torch.manual_seed(seed)
+        seed_device(case.device, seed)
         values = case.fresh()
         outputs = case.call(values)
         diff_out = differentiable_outputs(outputs)
         cotangents = case.random_cotangents(diff_out, "determinism")
         if reseed_before_backward is not None:
-            torch.manual_seed(reseed_before_backward)
+            seed_device(case.device, reseed_before_backward)
         grads = torch.autograd.grad(diff_out, [values[i] for i in case.diff_indices], cotangents, allow_unused=True)
         tensors = [o.detach() for o in outputs if isinstance(o, torch.Tensor)]
         return tensors, list(grads)

@@ -18,7 +18,7 @@ HINT = (
     "mark backward @once_differentiable if double backward is not supported; otherwise write "
     "backward with differentiable ops on saved tensors (no .detach(), no torch.no_grad())"
 )
-SLOW_MODE_MAX_INPUTS = 256
+SLOW_MODE_MAX_INPUTS = 32
 """gradgradcheck's slow mode differentiates backward once per input and grad_output element."""
 _MISMATCH = re.compile(r"Jacobian mismatch for output (\d+) with respect to input (\d+)")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 
 import torch
 from torch.autograd.gradcheck import GradcheckError
@@ -11,7 +12,7 @@ from torch.autograd.gradcheck import GradcheckError
 from lossctl.case import Case, differentiable_outputs
 from lossctl.checks.base import Check
 from lossctl.checks.common import float64_values
-from lossctl.diagnose import GradMismatch, compare, numerical_gradient, sample_indices
+from lossctl.diagnose import KINK_HINT, GradMismatch, ScalarFn, compare, is_kink, numerical_gradient, sample_indices
 from lossctl.inputs import derive_seed
 from lossctl.report import Outcome
 
@@ -64,10 +65,42 @@ def diagnose_gradients(case: Case, values: list[object], *, atol: float, rtol: f
         expected = numerical_gradient(scalar, diff, position, indices, case.spec.tolerance.eps)
         got = torch.zeros_like(x) if grad is None else grad
         flat = got.detach().reshape(-1).cpu()[indices]
-        found = compare(name, expected, flat, indices, tuple(x.shape), atol=atol, rtol=rtol, dims=case.point.dims)
+        arg = case.spec.args.get(name)
+        found = compare(
+            name,
+            expected,
+            flat,
+            indices,
+            tuple(x.shape),
+            atol=atol,
+            rtol=rtol,
+            dims=case.point.dims,
+            dim_names=getattr(arg, "shape", None),
+        )
         if found is not None:
-            mismatches.append(found)
+            mismatches.append(_with_kinks(found, scalar, diff, position, case.spec.tolerance.eps, x.shape))
     return mismatches
+
+
+def _with_kinks(
+    found: GradMismatch, scalar: ScalarFn, diff: list[torch.Tensor], position: int, eps: float, shape: torch.Size
+) -> GradMismatch:
+    """Blame the inputs, not backward, when the worst elements all sit at kinks."""
+    flat_indices = [_flat(e.index, shape) for e in found.worst]
+    kinks = sum(is_kink(scalar, diff, position, i, eps) for i in flat_indices)
+    if kinks == 0:
+        return found
+    if kinks == len(flat_indices):
+        return replace(found, hint=KINK_HINT)
+    note = f"{kinks} of the {len(flat_indices)} worst elements sit at a kink (where finite differences are unreliable)"
+    return replace(found, hint=f"{found.hint}; {note}" if found.hint else note)
+
+
+def _flat(index: tuple[int, ...], shape: torch.Size) -> int:
+    flat = 0
+    for i, size in zip(index, shape, strict=True):
+        flat = flat * size + i
+    return flat
 
 
 def check_gradcheck(case: Case) -> Outcome:

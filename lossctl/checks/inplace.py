@@ -9,6 +9,7 @@ then names the saved tensor whose version changed and the op that changed it.
 from __future__ import annotations
 
 import contextlib
+import sys
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,13 @@ from lossctl.report import Outcome
 
 _INPLACE_DUNDERS = {"__setitem__", "__iadd__", "__isub__", "__imul__", "__itruediv__", "__ipow__", "__iand__"}
 VERSION_ERROR = "modified by an inplace operation"
+
+
+def _where() -> str | None:
+    """The user's source line calling into here, without reading source files (cheap)."""
+    frames = traceback.StackSummary.extract(traceback.walk_stack(sys._getframe(2)), lookup_lines=False)
+    frames.reverse()
+    return user_location(list(frames))
 
 
 def _key(tensor: torch.Tensor) -> int:
@@ -66,7 +74,7 @@ class _Recorder(TorchFunctionMode):
         elif isinstance(kwargs.get("out"), torch.Tensor):
             target = kwargs["out"]
         if target is not None:
-            where = user_location(traceback.extract_stack()[:-1])
+            where = _where()
             self.mutations.append(_Mutation(name, _key(target), where, self.phase))
         return result
 
@@ -76,14 +84,14 @@ def _recording_saves(saved: list[_Saved]) -> Iterator[None]:
     original = FunctionCtx.save_for_backward
 
     def save_for_backward(ctx: Any, *tensors: Any) -> None:
-        where = user_location(traceback.extract_stack()[:-1])
+        where = _where()
         for t in tensors:
             if isinstance(t, torch.Tensor):
                 saved.append(_Saved(t, t._version, where, "save_for_backward"))
         original(ctx, *tensors)
 
     def pack(t: torch.Tensor) -> torch.Tensor:
-        saved.append(_Saved(t, t._version, user_location(traceback.extract_stack()[:-1]), "autograd"))
+        saved.append(_Saved(t, t._version, _where(), "autograd"))
         return t
 
     FunctionCtx.save_for_backward = save_for_backward  # type: ignore[method-assign]

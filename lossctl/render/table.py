@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from lossctl.render.heatmap import render_heatmap
 from lossctl.report import SETUP, CheckResult, Report, Status
 
 STYLES = {
@@ -68,6 +69,10 @@ def details(report: Report, *, verbose: bool) -> list[RenderableType]:
         parts.append(Text(f"\n{case.case} · {check.check} · {check.status.value.upper()}", style="bold"))
         if check.explain:
             parts.append(Text(check.explain))
+        for mismatch in check.data.get("mismatches", ()):
+            if mismatch.get("heatmap"):
+                title = f"|expected − got| for `{mismatch['argument']}`"
+                parts.append(render_heatmap(mismatch["heatmap"], title))
         if check.traceback:
             parts.append(Text(check.traceback, style="dim"))
     return parts
