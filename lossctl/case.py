@@ -195,6 +195,9 @@ def float64_supported(device: torch.device) -> bool:
 
 
 _INVALID = re.compile(r"returned an invalid gradient at index (\d+) - (.*)", re.S)
+_NOT_A_VARIABLE = re.compile(
+    r"returned a gradient different than None at position (\d+), but the corresponding forward input was not a Variable"
+)
 _COUNT = re.compile(r"returned an incorrect number of gradients \(expected (\d+), got (\d+)\)")
 
 
@@ -206,6 +209,12 @@ def engine_rejection(case: Case, error: BaseException) -> str | None:
         index, problem = int(match.group(1)), match.group(2).strip().splitlines()[0]
         name = _slot_name(case, index)
         return f"backward's gradient for {name} is invalid: {problem}"
+    if match := _NOT_A_VARIABLE.search(message):
+        position = int(match.group(1)) - 1  # the engine counts from 1 here
+        return (
+            f"backward returned a gradient for {_slot_name(case, position)}, which is not a tensor: "
+            "return None in its slot"
+        )
     if match := _COUNT.search(message):
         expected, got = match.groups()
         params = ", ".join(case.names) if case.target.is_function else f"{expected} inputs"

@@ -115,6 +115,145 @@ def check(
     raise typer.Exit(_guarded(lambda: _run_check(command), verbose))
 
 
+@app.command(epilog=EXIT_CODES_HELP.replace("a check failed or raised", "a case raised, or --fail-slower tripped"))
+def bench(
+    targets: Annotated[
+        list[str] | None,
+        typer.Argument(help="As for `check`. Default: every spec under ./configs/.", show_default=False),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", "-d", help="cpu, cuda, cuda:N, mps, or auto.")] = "auto",
+    dtype: Annotated[
+        str | None, typer.Option("--dtype", help="Cast floating inputs to this dtype (e.g. bfloat16).")
+    ] = None,
+    dims: Annotated[
+        list[str] | None,
+        typer.Option("--dims", help="Override a dim's sizes, e.g. N=1024,4096,16384 (repeatable)."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for inputs (overrides specs).")] = None,
+    min_time: Annotated[
+        float, typer.Option("--min-time", help="Seconds each timing runs at least (adaptive autorange).")
+    ] = 0.2,
+    save: Annotated[Path | None, typer.Option("--save", help="Write results and the environment to JSON.")] = None,
+    compare: Annotated[Path | None, typer.Option("--compare", help="Compare with a JSON file from --save.")] = None,
+    fail_slower: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-slower",
+            help="With --compare: exit 1 when a case is slower by more than P% and its noise band, e.g. 10%.",
+        ),
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write time and memory vs size to a PNG (needs lossctl[plot]).")
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format (table or json).")] = Format.TABLE,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks of cases that raised.")] = False,
+) -> None:
+    """Time forward, backward and both; memory; speedup against the spec's reference."""
+    command = BenchCommand(
+        targets=tuple(targets or ()),
+        device=device,
+        dtype=dtype,
+        dims=tuple(dims or ()),
+        seed=seed,
+        min_time=min_time,
+        save=save,
+        compare=compare,
+        fail_slower=fail_slower,
+        plot=plot,
+        format=fmt,
+        verbose=verbose,
+        configs_dir=Path("configs"),
+    )
+    raise typer.Exit(_guarded(lambda: _run_bench(command), verbose))
+
+
+@dataclass(frozen=True)
+class BenchCommand:
+    """`lossctl bench`'s flags, parsed."""
+
+    targets: tuple[str, ...]
+    device: str
+    dtype: str | None
+    dims: tuple[str, ...]
+    seed: int | None
+    min_time: float
+    save: Path | None
+    compare: Path | None
+    fail_slower: str | None
+    plot: Path | None
+    format: Format
+    verbose: bool
+    configs_dir: Path
+
+
+def _run_bench(command: BenchCommand) -> ExitCode:
+    _quiet_torch_warnings()
+    from lossctl.bench import BenchOptions, load_saved, parse_dims, parse_percent, run_bench
+    from lossctl.errors import UsageError
+    from lossctl.suite import collect
+
+    if command.format not in (Format.TABLE, Format.JSON):
+        raise UsageError(f"--format {command.format.value} is not available for bench", hint="use table or json")
+    if command.fail_slower and not command.compare:
+        raise UsageError("--fail-slower needs --compare FILE.json")
+    if command.min_time <= 0:
+        raise UsageError("--min-time must be positive")
+    if command.plot is not None:
+        from lossctl.render.plot import require_matplotlib
+
+        require_matplotlib()
+    options = BenchOptions(
+        device=command.device,
+        dtype=command.dtype,
+        dims=parse_dims(command.dims),
+        seed=command.seed,
+        min_time=command.min_time,
+        compare=load_saved(str(command.compare)) if command.compare else None,
+        compare_name=str(command.compare) if command.compare else None,
+        fail_slower=parse_percent(command.fail_slower),
+    )
+    jobs = collect(command.targets, configs_dir=command.configs_dir)
+    err = Console(stderr=True)
+    if command.format is Format.TABLE and err.is_terminal:
+        from rich.progress import Progress
+
+        with Progress(console=err, transient=True) as progress:
+            task = progress.add_task("benchmarking", total=None)
+
+            def update(label: str, done: int, total: int) -> None:
+                progress.update(task, description=label, completed=done, total=total)
+
+            report = run_bench(jobs, options, update)
+    else:
+        report = run_bench(jobs, options)
+    if command.save is not None:
+        import json
+
+        command.save.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if command.plot is not None:
+        from lossctl.render.plot import write_plot
+
+        write_plot(report, command.plot)
+    if command.format is Format.JSON:
+        import json
+
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    else:
+        from lossctl.render.bench_table import render
+
+        Console().print(render(report, verbose=command.verbose))
+        if report.fingerprint_differences:
+            err.print(
+                "[bold yellow]warning:[/] the saved run was made in another environment: "
+                + "; ".join(report.fingerprint_differences)
+            )
+    if report.cases and all(c.error for c in report.cases) and all(c.function_result is None for c in report.cases):
+        return ExitCode.USAGE
+    if report.errors or report.regressions:
+        return ExitCode.CHECK_FAILED
+    return ExitCode.OK
+
+
 @app.command("checks")
 def list_checks() -> None:
     """List every check with its id and what it catches."""

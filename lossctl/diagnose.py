@@ -241,8 +241,8 @@ def is_kink(scalar_fn: ScalarFn, inputs: Sequence[torch.Tensor], position: int, 
 def fitted_scale(expected: torch.Tensor, got: torch.Tensor) -> float | None:
     """c with got ≈ c·expected, when that fits to within 1% of ‖got‖; else None."""
     denom = float(expected.dot(expected))
-    if denom == 0 or not bool(torch.isfinite(got).all()):
-        return None
+    if denom == 0 or expected.numel() < 2 or not bool(torch.isfinite(got).all()):
+        return None  # one element fits any factor: that says nothing
     c = float(expected.dot(got)) / denom
     residual = float((got - c * expected).norm())
     if residual > 1e-2 * max(float(got.norm()), 1e-300):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -64,44 +64,56 @@ def environment(device: torch.device) -> Environment:
     )
 
 
-def _run_job(
-    job: Job, checks: tuple[Check, ...], device: torch.device, options: RunOptions, on_result: OnResult | None
-) -> list[CaseResult]:
+@dataclass(frozen=True)
+class SetupFailure:
+    """A case that could not be built: the Function did not load, the arguments did not bind, or
+    the user's constructor raised."""
+
+    case_id: str
+    dims: dict[str, int]
+    message: str
+    hint: str | None
+    details: str | None
+
+
+def build_cases(
+    job: Job, device: torch.device, seed: int, notes: list[str] | None = None
+) -> Iterator[Case | SetupFailure]:
+    """Every case of a job's sweep, or what stopped it from being built. Appends notes (default
+    inputs) to `notes` when given."""
     spec = job.spec
-    seed = spec.seed if options.seed is None else options.seed
-    notes = list(job.notes)
-    setup = _Setup(spec, seed, device, on_result)
     try:
         obj, _ = load_object(spec.function, base_dir=spec.base_dir)
         target = classify(obj, spec.function)
         if not spec.args_given:
             spec = with_default_args(spec, target.required_parameters())
-            notes.append(_default_inputs_note(job, spec))
+            if notes is not None:
+                notes.append(_default_inputs_note(job, spec))
     except LossctlError as error:
-        message = _in_spec(spec, error.message)
-        return [setup.failed(spec.name, {}, message, error.hint, error.details, notes)]
-    results = []
+        yield SetupFailure(spec.name, {}, _in_spec(spec, error.message), error.hint, error.details)
+        return
     for point in sweep(spec):
         case_id = f"{spec.name}[{point.label()}]" if point.swept else spec.name
         try:
-            case = _build_case(case_id, spec, point, target, device, seed)
+            yield _build_case(case_id, spec, point, target, device, seed)
         except LossctlError as error:
-            message = _in_spec(spec, error.message)
-            results.append(setup.failed(case_id, point.dims, message, error.hint, error.details, notes))
-            continue
+            yield SetupFailure(case_id, dict(point.dims), _in_spec(spec, error.message), error.hint, error.details)
         except Exception as error:  # the user's constructor or module raised
-            results.append(
-                setup.failed(
-                    case_id,
-                    point.dims,
-                    f"building the inputs or the module raised {describe_exception(error)}",
-                    None,
-                    format_user_traceback(error),
-                    notes,
-                )
-            )
-            continue
-        results.append(_run_case(case, checks, tuple(notes), on_result))
+            message = f"building the inputs or the module raised {describe_exception(error)}"
+            yield SetupFailure(case_id, dict(point.dims), message, None, format_user_traceback(error))
+
+
+def _run_job(
+    job: Job, checks: tuple[Check, ...], device: torch.device, options: RunOptions, on_result: OnResult | None
+) -> list[CaseResult]:
+    seed = job.spec.seed if options.seed is None else options.seed
+    notes = list(job.notes)
+    results = []
+    for item in build_cases(job, device, seed, notes):
+        if isinstance(item, SetupFailure):
+            results.append(_setup_failed(job.spec, seed, device, item, notes, on_result))
+        else:
+            results.append(_run_case(item, checks, tuple(notes), on_result))
     return results
 
 
@@ -140,38 +152,35 @@ def _build_case(case_id: str, spec: Spec, point: CasePoint, target: Target, devi
     return case
 
 
-@dataclass
-class _Setup:
-    spec: Spec
-    seed: int
-    device: torch.device
-    on_result: OnResult | None
-
-    def failed(
-        self,
-        case_id: str,
-        dims: dict[str, int] | object,
-        message: str,
-        hint: str | None,
-        details: str | None,
-        notes: list[str],
-    ) -> CaseResult:
-        result = CheckResult(
-            check=SETUP, status=Status.ERROR, detail=message, duration_ms=0.0, hint=hint, traceback=details
-        )
-        if self.on_result:
-            self.on_result(case_id, result)
-        return CaseResult(
-            case=case_id,
-            spec=self.spec.name,
-            function=self.spec.function,
-            source=self.spec.source,
-            dims=dict(dims) if isinstance(dims, dict) else {},
-            seed=self.seed,
-            device=str(self.device),
-            checks=(result,),
-            notes=tuple(notes),
-        )
+def _setup_failed(
+    spec: Spec,
+    seed: int,
+    device: torch.device,
+    failure: SetupFailure,
+    notes: list[str],
+    on_result: OnResult | None,
+) -> CaseResult:
+    result = CheckResult(
+        check=SETUP,
+        status=Status.ERROR,
+        detail=failure.message,
+        duration_ms=0.0,
+        hint=failure.hint,
+        traceback=failure.details,
+    )
+    if on_result:
+        on_result(failure.case_id, result)
+    return CaseResult(
+        case=failure.case_id,
+        spec=spec.name,
+        function=spec.function,
+        source=spec.source,
+        dims=failure.dims,
+        seed=seed,
+        device=str(device),
+        checks=(result,),
+        notes=tuple(notes),
+    )
 
 
 def _run_case(case: Case, checks: tuple[Check, ...], notes: tuple[str, ...], on_result: OnResult | None) -> CaseResult:
@@ -189,8 +198,9 @@ def _run_case(case: Case, checks: tuple[Check, ...], notes: tuple[str, ...], on_
             if check.id != "forward":
                 record(_skipped(check.id, "forward raised (see the forward row)"))
     else:
+        rejected: dict[str, str] = {}
         for check in checks:
-            record(_run_one(case, check.id, check.run))
+            record(_run_one(case, check.id, check.run, rejected))
     file, line = case.target.source_location()
     return CaseResult(
         case=case.id,
@@ -216,7 +226,12 @@ def _skipped(check_id: str, reason: str) -> CheckResult:
     return CheckResult(check=check_id, status=Status.SKIPPED, detail=reason, duration_ms=0.0)
 
 
-def _run_one(case: Case, check_id: str, run: Callable[[Case], Outcome]) -> CheckResult:
+def _run_one(
+    case: Case, check_id: str, run: Callable[[Case], Outcome], rejected: dict[str, str] | None = None
+) -> CheckResult:
+    """Run one check, timed and seeded. `rejected` remembers autograd's rejections of what
+    backward returned, so a later check hitting the same one says "see <check>" instead of
+    repeating it."""
     start = clock(case.device)
     user_traceback = None
     try:
@@ -235,7 +250,12 @@ def _run_one(case: Case, check_id: str, run: Callable[[Case], Outcome]) -> Check
     except Exception as error:
         rejection = engine_rejection(case, error) if isinstance(error, RuntimeError) else None
         if rejection is not None:  # autograd refused what backward returned: a finding, not a crash
-            outcome = Outcome.failed(rejection)
+            if rejected is not None and rejection in rejected:
+                outcome = Outcome.skipped(f"autograd rejects what backward returns (see {rejected[rejection]})")
+            else:
+                outcome = Outcome.failed(rejection)
+                if rejected is not None:
+                    rejected[rejection] = check_id
             elapsed = (clock(case.device) - start) * 1e3
             return _result(check_id, outcome, elapsed, None)
         outcome = Outcome(Status.ERROR, describe_exception(error))

@@ -37,7 +37,19 @@ INIT_PARAMS: dict[str, tuple[str, ...]] = {
     "constant": ("value",),
 }
 TENSOR_KEYS = ("shape", "dtype", "requires_grad", "init", "mean", "std", "low", "high", "p", "value")
-SPEC_KEYS = ("name", "function", "seed", "dims", "args", "tolerance", "module_kwargs", "checks", "dtypes")
+SPEC_KEYS = (
+    "name",
+    "function",
+    "seed",
+    "dims",
+    "args",
+    "tolerance",
+    "module_kwargs",
+    "checks",
+    "dtypes",
+    "reference",
+    "reference_kwargs",
+)
 TOLERANCE_KEYS = ("eps", "atol", "rtol", "nondet_tol")
 
 CHECK_IDS = (
@@ -57,6 +69,7 @@ CHECK_IDS = (
     "forward_ad",
     "vmap",
     "low_precision",
+    "reference",
     "stability",
     "compile",
 )
@@ -66,6 +79,7 @@ CHECK_OPTIONS: dict[str, tuple[str, ...]] = {
     "edge_sizes": ("exclude_dims",),
     "stability": ("exclude_args",),
     "low_precision": ("factor",),
+    "reference": ("factor", "floor"),
 }
 """Options a check takes under `checks: {id: {...}}`; other checks take only true/false."""
 
@@ -130,6 +144,9 @@ class Spec:
     check_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     dtypes: tuple[str, ...] | None = None
     """Low-precision dtypes to compare against float64; None: the device's default."""
+    reference: str | None = None
+    """A plain implementation (dotted path) to compare the Function with."""
+    reference_kwargs: Mapping[str, Any] = field(default_factory=dict)
     source: str | None = None
     """The spec file, or None for a spec built on the command line."""
     line: int | None = None
@@ -376,6 +393,14 @@ class _Reader:
         )
         checks, check_options = self.checks(raw.get("checks", {}), (*path, "checks"), dims, args)
         dtypes = self.dtypes(raw["dtypes"], (*path, "dtypes")) if "dtypes" in raw else None
+        reference = raw.get("reference")
+        if reference is not None and (not isinstance(reference, str) or not reference.strip()):
+            raise self.error((*path, "reference"), f"expected a dotted path to a callable, got {_kind(reference)}")
+        reference_kwargs = self.mapping(
+            raw.get("reference_kwargs", {}), (*path, "reference_kwargs"), "a mapping of keyword arguments"
+        )
+        if reference_kwargs and reference is None:
+            raise self.error((*path, "reference_kwargs"), "given without `reference:`")
         return Spec(
             function=function,
             name=name.strip(),
@@ -387,6 +412,8 @@ class _Reader:
             checks=checks,
             check_options=check_options,
             dtypes=dtypes,
+            reference=reference.strip() if reference else None,
+            reference_kwargs=dict(reference_kwargs),
             source=self.source,
             line=self.lines.get(path),
             args_given=args_given,
@@ -427,7 +454,7 @@ class _Reader:
         dims: Mapping[str, tuple[int, ...]],
         args: Mapping[str, Arg],
     ) -> Any:
-        if key == "factor":
+        if key in ("factor", "floor"):
             return self.number(value, path, positive=True)
         names = dims if key == "exclude_dims" else args
         what = "dim" if key == "exclude_dims" else "argument"

@@ -228,5 +228,7 @@ def test_spec_can_turn_checks_on_and_off(check_function):
         "tests.fns.Square", "checks: {compile: false, vmap: false, linearity: false}\nargs: {x: {shape: [3]}}"
     )
     assert "linearity" not in results and "vmap" not in results and "gradcheck" in results
-    results = check_function("tests.fns.Square", "checks: {compile: true}\nargs: {x: {shape: [3]}}", checks=("forward",))
+    results = check_function(
+        "tests.fns.Square", "checks: {compile: true}\nargs: {x: {shape: [3]}}", checks=("forward",)
+    )
     assert list(results) == ["forward"]  # --checks wins over the spec

@@ -27,6 +27,7 @@ def registry() -> tuple[Check, ...]:
         needs_input_grad,
         noncontiguous,
         raw_backward,
+        reference,
         stability,
         vmap,
     )
@@ -48,6 +49,7 @@ def registry() -> tuple[Check, ...]:
         forward_ad,
         vmap,
         low_precision,
+        reference,
         stability,
         compile,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lossctl.case import Case
+from lossctl.case import Case, engine_rejection
 from lossctl.checks.base import Check, Skip
 from lossctl.checks.common import require_differentiable_inputs, runs_in_float64
 from lossctl.checks.gradcheck import check_gradcheck
@@ -33,6 +33,8 @@ def check_edge_sizes(case: Case) -> Outcome:
         except Skip:
             continue
         except Exception as error:
+            if engine_rejection(case, error):
+                raise  # reported once, by the runner
             return Outcome.failed(f"{label}: raises {describe_exception(error)}", hint=HINT, data={"dim": dim})
         if result is not None and result.status is Status.FAILED:
             return Outcome.failed(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.autograd.forward_ad as fwAD
 from torch.autograd.function import _SingleLevelFunction
@@ -21,6 +23,14 @@ def defines_jvp(fn: type) -> bool:
 
 
 def check_forward_ad(case: Case) -> Outcome:
+    # Forward-mode AD calls the deprecated torch.jit.script inside torch on first use: not the
+    # user's warning, and under `python -W error` it would turn into an exception.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=DeprecationWarning)
+        return _check_forward_ad(case)
+
+
+def _check_forward_ad(case: Case) -> Outcome:
     require_function(case, "forward-mode AD")
     if not defines_jvp(case.target.obj):
         raise Skip("the Function defines no jvp (forward-mode AD unsupported)")

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from lossctl.case import Case, differentiable_outputs
+from lossctl.case import Case, differentiable_outputs, engine_rejection
 from lossctl.checks.base import Check, Skip
 from lossctl.checks.common import dtype_name, rel_error, require_differentiable_inputs, sqrt_eps, worst_rel_error
 from lossctl.loader import describe_exception
@@ -51,6 +51,8 @@ def check_noncontiguous(case: Case) -> Outcome:
             diff_nc, [strided[i] for i in case.diff_indices], strided_cotangents, allow_unused=True
         )
     except Exception as error:
+        if engine_rejection(case, error):
+            raise  # reported once, by the runner
         return Outcome.failed(f"raises with non-contiguous inputs: {describe_exception(error)}", hint=HINT)
     tol = sqrt_eps(case.working_dtype)
     tensors = [o for o in outputs if isinstance(o, torch.Tensor)]

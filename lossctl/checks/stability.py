@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from lossctl.case import Case, differentiable_outputs
+from lossctl.case import Case, differentiable_outputs, engine_rejection
 from lossctl.checks.base import Check, Skip
 from lossctl.checks.common import dtype_name, require_differentiable_inputs
 from lossctl.checks.forward import first_nonfinite
@@ -76,6 +76,8 @@ def check_stability(case: Case) -> Outcome:
             cotangents = case.random_cotangents(diff_out, "stability")
             grads = torch.autograd.grad(diff_out, [values[i] for i in case.diff_indices], cotangents, allow_unused=True)
         except Exception as error:
+            if engine_rejection(case, error):
+                raise  # reported once, by the runner
             return Outcome.failed(f"with {label}: raises {describe_exception(error)}", hint=HINT, data={"scale": scale})
         for name, grad in zip(case.diff_names, grads, strict=True):
             if grad is None:

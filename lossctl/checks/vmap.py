@@ -43,8 +43,10 @@ def check_vmap(case: Case) -> Outcome:
         outs = case.call(case.substitute(values, diff))
         return outs[0] if len(outs) == 1 else outs
 
+    # Cotangents for every floating output (the samples are detached, so none requires grad here).
     outputs = [case.call(case.substitute(values, [s[b] for s in samples])) for b in range(BATCH)]
-    cotangents = [case.random_cotangents(differentiable_outputs(outputs[b]), f"vmap-{b}") for b in range(BATCH)]
+    floating = [[o for o in outs if isinstance(o, torch.Tensor) and o.is_floating_point()] for outs in outputs]
+    cotangents = [case.random_cotangents(floating[b], f"vmap-{b}") for b in range(BATCH)]
 
     def per_sample(b: int) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
         leaves = [s[b].clone().requires_grad_() for s in samples]

@@ -38,3 +38,9 @@ class FocalLoss(Function):
         onehot = torch.zeros_like(probs).scatter_(-1, target.unsqueeze(-1), 1.0)
         grad = coeff * (onehot - probs)
         return grad * (grad_output / target.numel()), None, None
+
+
+def focal_loss_reference(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    """The same loss in plain PyTorch ops (autograd differentiates it): FocalLoss's reference."""
+    log_pt = logits.log_softmax(dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    return (-((1 - log_pt.exp()) ** gamma) * log_pt).mean()
