@@ -258,3 +258,54 @@ class BadConstructor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
+
+
+# --------------------------------------------------------------------------- against a reference
+
+
+class _CrossEntropy(Function):
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        log_probs = logits.log_softmax(-1)
+        ctx.save_for_backward(log_probs, target)
+        return -log_probs.gather(-1, target.unsqueeze(-1)).mean()
+
+
+def _ce_grad(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    grad = log_probs.exp()
+    grad.scatter_add_(-1, target.unsqueeze(-1), -torch.ones_like(grad[..., :1]))
+    return grad / target.numel()
+
+
+class CrossEntropyIgnoresUpstream(_CrossEntropy):
+    """Returns d loss/d logits as if grad_output were 1 (a fused kernel that skips the multiply)."""
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        log_probs, target = ctx.saved_tensors
+        return _ce_grad(log_probs, target), None
+
+
+class CrossEntropyOnePercentOff(_CrossEntropy):
+    """A gradient 1% too large (a wrong constant in a fused kernel)."""
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        log_probs, target = ctx.saved_tensors
+        return _ce_grad(log_probs, target) * grad * 1.01, None
+
+
+class SumThenDivideMSE(Function):
+    """mean((input − target)²) as sum / n: the sum overflows float16 past ~30k elements."""
+
+    @staticmethod
+    def forward(ctx: Any, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        diff = input - target
+        ctx.save_for_backward(diff)
+        return (diff * diff).sum() / diff.numel()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        (diff,) = ctx.saved_tensors
+        g = grad * 2 * diff / diff.numel()
+        return g, -g

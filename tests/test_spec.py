@@ -88,6 +88,41 @@ def test_dtype_aliases_and_bool_defaults():
     assert spec.args["y"].requires_grad is False and spec.args["y"].shape == ()
 
 
+def test_checks_dtypes_and_reference():
+    (spec,) = parse(
+        """
+        function: a.B
+        reference: torch.nn.functional.cross_entropy
+        reference_kwargs: {reduction: sum}
+        dtypes: [float32, torch.bfloat16, half]
+        dims: {N: 4, C: 3}
+        tolerance: {nondet_tol: 1e-7}
+        checks:
+          compile: true
+          vmap: false
+          edge_sizes: {exclude_dims: [C]}
+          stability: {exclude_args: [x]}
+          low_precision: {factor: 64}
+          reference: {factor: 3, floor: 4}
+        args: {x: {shape: [N, C]}}
+        """
+    )
+    assert spec.reference == "torch.nn.functional.cross_entropy"
+    assert spec.reference_kwargs == {"reduction": "sum"}
+    assert spec.dtypes == ("float32", "bfloat16", "float16")
+    assert spec.tolerance.nondet_tol == 1e-7
+    assert spec.checks == {
+        "compile": True,
+        "vmap": False,
+        "edge_sizes": True,
+        "stability": True,
+        "low_precision": True,
+        "reference": True,
+    }
+    assert spec.check_options["edge_sizes"] == {"exclude_dims": ("C",)}
+    assert spec.check_options["reference"] == {"factor": 3.0, "floor": 4.0}
+
+
 def test_missing_args_means_default_inputs():
     (spec,) = parse("function: a.B\n")
     assert not spec.args_given
@@ -152,6 +187,20 @@ def test_missing_args_means_default_inputs():
         ("function: a.B\ntolerance: {eps: 0}\n", "tolerance.eps", 2, "> 0"),
         ("function: a.B\nmodule_kwargs: [1]\n", "module_kwargs", 2, "mapping"),
         ("specs: []\n", "specs", 1, "non-empty list"),
+        ("function: a.B\nchecks: {gradchek: true}\n", "checks.gradchek", 2, "did you mean `gradcheck`"),
+        ("function: a.B\nchecks: {vmap: {x: 1}}\n", "checks.vmap", 2, "expected true or false"),
+        (
+            "function: a.B\nchecks: {edge_sizes: {exclude_dims: [M]}}\n",
+            "checks.edge_sizes.exclude_dims[0]",
+            2,
+            "unknown dim",
+        ),
+        ("function: a.B\nchecks: {edge_sizes: {keep: [M]}}\n", "checks.edge_sizes.keep", 2, "unknown key"),
+        ("function: a.B\nchecks: {low_precision: {factor: 0}}\n", "checks.low_precision.factor", 2, "> 0"),
+        ("function: a.B\ndtypes: [int64]\n", "dtypes[0]", 2, "floating dtype"),
+        ("function: a.B\ndtypes: []\n", "dtypes", 2, "non-empty list"),
+        ("function: a.B\nreference: 3\n", "reference", 2, "dotted path"),
+        ("function: a.B\nreference_kwargs: {a: 1}\n", "reference_kwargs", 2, "without `reference:`"),
         ("specs:\n  - function: a.B\nseed: 1\n", "seed", 3, "nothing else"),
         (
             "specs:\n  - {function: a.B, name: x}\n  - {function: a.C, name: x}\n",
