@@ -53,16 +53,49 @@ def root(
 
 @dataclass(frozen=True)
 class CheckCommand:
-    """`lossctl check`'s flags, parsed."""
+    """`lossctl check`'s flags, parsed. None means "not given": the project config decides."""
 
     targets: tuple[str, ...]
-    device: str
+    device: str | None
     seed: int | None
     checks: tuple[str, ...] | None
     skip: tuple[str, ...]
-    format: Format
+    formats: tuple[Format, ...]
+    outputs: tuple[Path, ...]
     verbose: bool
-    configs_dir: Path
+    jobs: str | None
+    timeout: float | None
+    repro: Path | None
+    changed_since: str | None
+    shard: str | None
+    config: Path | None
+
+
+def _parse_jobs(text: str) -> int:
+    from lossctl.errors import UsageError
+
+    if text.strip().lower() == "auto":
+        return os.cpu_count() or 1
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"--jobs: `{text}` is not a number", hint="use a count, auto, or 0 for in-process") from None
+    if value < 0:
+        raise UsageError("--jobs must be 0 or more")
+    return value
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    from lossctl.errors import UsageError
+
+    k, sep, n = text.partition("/")
+    try:
+        shard = (int(k), int(n))
+    except ValueError:
+        shard = (0, 0)
+    if not sep or not 1 <= shard[0] <= shard[1]:
+        raise UsageError(f"--shard: `{text}` is not K/N with 1 <= K <= N", hint="e.g. --shard 2/4")
+    return shard
 
 
 def _split(value: str | None) -> tuple[str, ...]:
@@ -77,13 +110,14 @@ def check(
         list[str] | None,
         typer.Argument(
             help="Functions (pkg.mod.Class, pkg.mod:Class, file.py:Class), spec files (.yaml) or "
-            "folders of specs. Default: every spec under ./configs/.",
+            "folders of specs. Default: the config's `specs` (./configs/).",
             show_default=False,
         ),
     ] = None,
     device: Annotated[
-        str, typer.Option("--device", "-d", help="cpu, cuda, cuda:N, mps, or auto (cuda if available).")
-    ] = "auto",
+        str | None,
+        typer.Option("--device", "-d", help="cpu, cuda, cuda:N, mps, or auto (cuda if available). [default: auto]"),
+    ] = None,
     seed: Annotated[
         int | None, typer.Option("--seed", help="Seed for inputs and grad_outputs (overrides specs).")
     ] = None,
@@ -92,7 +126,14 @@ def check(
         typer.Option("--checks", help="Comma-separated check ids to run (see `lossctl checks`)."),
     ] = None,
     skip: Annotated[str | None, typer.Option("--skip", help="Comma-separated check ids to leave out.")] = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
+    fmt: Annotated[
+        list[Format] | None,
+        typer.Option("--format", "-f", help="Output format; repeatable, each paired in order with an --output."),
+    ] = None,
+    output: Annotated[
+        list[Path] | None,
+        typer.Option("--output", "-o", help="File for the --format in the same position (the table stays on stdout)."),
+    ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Full details and your tracebacks under the table.")
     ] = False,
@@ -100,6 +141,34 @@ def check(
         bool,
         typer.Option("--explain", help="Like -v: the worst elements and a heat map of |expected − got| per argument."),
     ] = False,
+    jobs: Annotated[
+        str | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            help="Worker processes (isolated: a crash or hang is one ERROR row); auto = cores; "
+            "0 = run in this process. [default: 1]",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Seconds a case may run in a worker before it is killed. [default: 300]"),
+    ] = None,
+    repro: Annotated[
+        Path | None,
+        typer.Option("--repro", help="Write a standalone script per failure into this folder."),
+    ] = None,
+    changed_since: Annotated[
+        str | None,
+        typer.Option("--changed-since", help="Only specs whose file or Function's source changed since this git ref."),
+    ] = None,
+    shard: Annotated[
+        str | None, typer.Option("--shard", help="Run the K-th of N deterministic slices of the cases, e.g. 2/4.")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Project config (default: ./lossctl.yaml or pyproject.toml [tool.lossctl])."),
+    ] = None,
 ) -> None:
     """Check forward, backward and gradients of Functions, from specs or by dotted path."""
     command = CheckCommand(
@@ -108,9 +177,15 @@ def check(
         seed=seed,
         checks=_split(checks) or None,
         skip=_split(skip),
-        format=fmt,
+        formats=tuple(fmt or ()),
+        outputs=tuple(output or ()),
         verbose=verbose or explain,
-        configs_dir=Path("configs"),
+        jobs=jobs,
+        timeout=timeout,
+        repro=repro,
+        changed_since=changed_since,
+        shard=shard,
+        config=config,
     )
     raise typer.Exit(_guarded(lambda: _run_check(command), verbose))
 
@@ -162,7 +237,6 @@ def bench(
         plot=plot,
         format=fmt,
         verbose=verbose,
-        configs_dir=Path("configs"),
     )
     raise typer.Exit(_guarded(lambda: _run_bench(command), verbose))
 
@@ -183,12 +257,12 @@ class BenchCommand:
     plot: Path | None
     format: Format
     verbose: bool
-    configs_dir: Path
 
 
 def _run_bench(command: BenchCommand) -> ExitCode:
     _quiet_torch_warnings()
     from lossctl.bench import BenchOptions, load_saved, parse_dims, parse_percent, run_bench
+    from lossctl.config import load_config
     from lossctl.errors import UsageError
     from lossctl.suite import collect
 
@@ -212,7 +286,9 @@ def _run_bench(command: BenchCommand) -> ExitCode:
         compare_name=str(command.compare) if command.compare else None,
         fail_slower=parse_percent(command.fail_slower),
     )
-    jobs = collect(command.targets, configs_dir=command.configs_dir)
+    project = load_config()
+    targets = command.targets or tuple(project.spec_paths())
+    jobs = collect(targets, configs_dir=project.root / "configs", explicit=bool(command.targets))
     err = Console(stderr=True)
     if command.format is Format.TABLE and err.is_terminal:
         from rich.progress import Progress
@@ -279,23 +355,54 @@ def _quiet_torch_warnings() -> None:
 
 def _run_check(command: CheckCommand) -> ExitCode:
     _quiet_torch_warnings()
-    from lossctl.render import renderer
+    from lossctl.config import load_config
+    from lossctl.errors import UsageError
+    from lossctl.render.outputs import plan_outputs, write_outputs
     from lossctl.runner import RunOptions, run_checks
-    from lossctl.suite import collect
+    from lossctl.suite import collect, filter_changed
 
-    jobs = collect(command.targets, configs_dir=command.configs_dir)
-    options = RunOptions(device=command.device, seed=command.seed, checks=command.checks, skip=command.skip)
+    project = load_config(explicit=command.config)
+    plan = plan_outputs(command.formats, command.outputs)
+    timeout = command.timeout if command.timeout is not None else (project.timeout or 300.0)
+    if timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    options = RunOptions(
+        device=command.device or project.device or "auto",
+        seed=command.seed,
+        checks=command.checks,
+        skip=command.skip or project.skip,
+        base_checks=project.checks,
+        jobs=_parse_jobs(command.jobs or project.jobs or "1"),
+        timeout=timeout,
+        shard=_parse_shard(command.shard) if command.shard else None,
+    )
+    targets = command.targets or tuple(project.spec_paths())
+    jobs = collect(
+        targets, configs_dir=project.root / "configs", tolerance=project.tolerance, explicit=bool(command.targets)
+    )
     err = Console(stderr=True)
-    if command.format is Format.TABLE and err.is_terminal:
+    if command.changed_since is not None:
+        jobs = filter_changed(jobs, command.changed_since)
+        if not jobs:
+            err.print(f"nothing to check: no spec or Function changed since {command.changed_since}")
+            return ExitCode.OK
+    if plan.stdout is Format.TABLE and err.is_terminal:
         with err.status("checking…") as status:
             report = run_checks(jobs, options, lambda case, result: status.update(f"{case} · {result.check}"))
     else:
         report = run_checks(jobs, options)
-    rendered = renderer(command.format)(report, verbose=command.verbose)
-    if isinstance(rendered, str):
-        sys.stdout.write(rendered)
-    else:
-        Console().print(rendered)
+    if not report.cases:
+        err.print("nothing to check: this shard holds no case" if options.shard else "nothing to check")
+        return ExitCode.OK
+    write_outputs(report, plan, verbose=command.verbose, console=Console(), err=err)
+    if command.repro is not None and not report.ok:
+        from lossctl.repro import write_repro_scripts
+
+        written = write_repro_scripts(report, jobs, command.repro, options)
+        err.print(f"wrote {len(written)} repro script{'s' * (len(written) != 1)} to {command.repro}")
+    if report.interrupted:
+        err.print("[yellow]interrupted: the report above holds the cases that finished[/]")
+        return ExitCode.INTERRUPTED
     if not report.anything_ran:
         return ExitCode.USAGE
     return ExitCode.OK if report.ok else ExitCode.CHECK_FAILED

@@ -219,9 +219,15 @@ def format_user_traceback(exc: BaseException) -> str:
 
 
 def describe_exception(error: BaseException) -> str:
-    """`Type: message (at file.py:12 in fn)`, locating the innermost frame outside torch and lossctl."""
+    """`Type: message (at file.py:12 in fn)`, locating the innermost frame outside torch and lossctl.
+    Allocation failures are named as running out of memory."""
     message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    oom = type(error).__name__ == "OutOfMemoryError" or "can't allocate memory" in message or "out of memory" in message
+    if oom and "] err == 0. " in message:
+        message = message.split("] err == 0. ", 1)[1]  # drop the allocator's enforce prefix
     text = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    if oom:
+        text = f"out of memory — {text}"
     where = _user_frame(error)
     return f"{text} (at {where})" if where else text
 

@@ -98,6 +98,8 @@ class Environment:
 class Report:
     cases: tuple[CaseResult, ...]
     environment: Environment
+    interrupted: bool = False
+    """True when Ctrl-C stopped the run: the report holds what finished."""
 
     def results(self) -> list[tuple[CaseResult, CheckResult]]:
         return [(case, check) for case in self.cases for check in case.checks]
@@ -127,6 +129,8 @@ class Report:
 
 SETUP = "setup"
 """The pseudo-check that reports a case that could not be set up (load, bind, build)."""
+RUN = "run"
+"""The pseudo-check that reports a case whose worker process crashed, hung or was killed."""
 
 
 def _plain(value: Any) -> Any:

@@ -15,7 +15,7 @@ from lossctl.device import clock, device_name, resolve_device, seed_device
 from lossctl.errors import LossctlError
 from lossctl.inputs import build_inputs, derive_seed
 from lossctl.loader import describe_exception, format_user_traceback, load_object
-from lossctl.report import SETUP, CaseResult, CheckResult, Environment, Outcome, Report, Status
+from lossctl.report import RUN, SETUP, CaseResult, CheckResult, Environment, Outcome, Report, Status
 from lossctl.spec import CasePoint, Spec, sweep, with_default_args
 from lossctl.suite import Job
 from lossctl.target import Target, classify
@@ -31,6 +31,14 @@ class RunOptions:
     """Overrides every spec's seed when given."""
     checks: tuple[str, ...] | None = None
     skip: tuple[str, ...] = ()
+    base_checks: tuple[str, ...] | None = None
+    """The project's default set of checks (config `checks:`); None: each check's own default."""
+    jobs: int = 0
+    """Worker processes; 0 runs every case in this process (no isolation, no timeout)."""
+    shard: tuple[int, int] | None = None
+    """(K, N): run only the K-th of N deterministic slices of the cases (1-based)."""
+    timeout: float = 300.0
+    """Seconds a case may take in a worker before it is killed and reported."""
 
 
 def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | None = None) -> Report:
@@ -38,15 +46,49 @@ def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | N
     LossctlError (unknown check id, unavailable device)."""
     device = resolve_device(options.device)
     select_checks(options.checks, options.skip)  # unknown ids are a usage error before anything runs
-    _warm_up(device)
+    tasks = shard_tasks(plan_tasks(jobs), options.shard)
+    if options.jobs > 0:
+        from lossctl.parallel import run_isolated
+
+        def on_case(case: CaseResult) -> None:
+            for result in case.checks:
+                if on_result:
+                    on_result(case.case, result)
+
+        outcome = run_isolated(tasks, options, options.jobs, options.timeout, on_case)
+        return Report(tuple(outcome.results), environment(device), interrupted=outcome.interrupted)
+    warm_up(device)
     cases: list[CaseResult] = []
-    for job in jobs:
-        checks = select_checks(options.checks, options.skip, job.spec.checks)
-        cases.extend(_run_job(job, checks, device, options, on_result))
+    try:
+        for task in tasks:
+            checks = select_checks(options.checks, options.skip, task.job.spec.checks, options.base_checks)
+            cases.extend(_run_job(task.job, checks, device, options, on_result, points=(task.point,)))
+    except KeyboardInterrupt:
+        return Report(cases=tuple(cases), environment=environment(device), interrupted=True)
     return Report(cases=tuple(cases), environment=environment(device))
 
 
-def _warm_up(device: torch.device) -> None:
+def crash_result(task: Task, options: RunOptions, message: str, duration_ms: float) -> CaseResult:
+    """The ERROR row for a case whose worker died, hung or failed: what happened, where."""
+    spec = task.job.spec
+    points = sweep(spec)
+    point = points[task.point] if task.point < len(points) else None
+    case_id = f"{spec.name}[{point.label()}]" if point is not None and point.swept else spec.name
+    result = CheckResult(check=RUN, status=Status.ERROR, detail=message, duration_ms=duration_ms)
+    return CaseResult(
+        case=case_id,
+        spec=spec.name,
+        function=spec.function,
+        source=spec.source,
+        dims=dict(point.dims) if point is not None else {},
+        seed=spec.seed if options.seed is None else options.seed,
+        device=options.device,
+        checks=(result,),
+        notes=task.job.notes,
+    )
+
+
+def warm_up(device: torch.device) -> None:
     """Pay autograd's one-time start-up (lazy imports, thread pools) before anything is timed."""
     x = torch.ones(2, device=device, dtype=torch.float64, requires_grad=True)
     y = x * x
@@ -65,6 +107,28 @@ def environment(device: torch.device) -> Environment:
 
 
 @dataclass(frozen=True)
+class Task:
+    """One case to run: a job and the index of a point of its dims sweep."""
+
+    job: Job
+    point: int
+
+
+def plan_tasks(jobs: Sequence[Job]) -> list[Task]:
+    """Every case of every job, in order (what --shard splits and workers run)."""
+    return [Task(job, index) for job in jobs for index in range(len(sweep(job.spec)))]
+
+
+def shard_tasks(tasks: list[Task], shard: tuple[int, int] | None) -> list[Task]:
+    """The K-th of N slices, round robin over the planned order: every case lands in exactly one
+    shard, and shard sizes differ by at most one."""
+    if shard is None:
+        return tasks
+    k, n = shard
+    return [task for index, task in enumerate(tasks) if index % n == k - 1]
+
+
+@dataclass(frozen=True)
 class SetupFailure:
     """A case that could not be built: the Function did not load, the arguments did not bind, or
     the user's constructor raised."""
@@ -77,22 +141,30 @@ class SetupFailure:
 
 
 def build_cases(
-    job: Job, device: torch.device, seed: int, notes: list[str] | None = None
+    job: Job,
+    device: torch.device,
+    seed: int,
+    notes: list[str] | None = None,
+    points: Sequence[int] | None = None,
 ) -> Iterator[Case | SetupFailure]:
-    """Every case of a job's sweep, or what stopped it from being built. Appends notes (default
-    inputs) to `notes` when given."""
+    """Every case of a job's sweep (or the points at these indices), or what stopped it from
+    being built. Appends notes (default inputs) to `notes` when given. A spec-level failure (the
+    Function does not load) is yielded once, for the first requested point only."""
     spec = job.spec
     try:
-        obj, _ = load_object(spec.function, base_dir=spec.base_dir)
+        obj = job.target if job.target is not None else load_object(spec.function, base_dir=spec.base_dir)[0]
         target = classify(obj, spec.function)
         if not spec.args_given:
             spec = with_default_args(spec, target.required_parameters())
             if notes is not None:
                 notes.append(_default_inputs_note(job, spec))
     except LossctlError as error:
-        yield SetupFailure(spec.name, {}, _in_spec(spec, error.message), error.hint, error.details)
+        if points is None or 0 in points:
+            yield SetupFailure(spec.name, {}, _in_spec(spec, error.message), error.hint, error.details)
         return
-    for point in sweep(spec):
+    for index, point in enumerate(sweep(spec)):
+        if points is not None and index not in points:
+            continue
         case_id = f"{spec.name}[{point.label()}]" if point.swept else spec.name
         try:
             yield _build_case(case_id, spec, point, target, device, seed)
@@ -103,13 +175,25 @@ def build_cases(
             yield SetupFailure(case_id, dict(point.dims), message, None, format_user_traceback(error))
 
 
+def run_task(task: Task, options: RunOptions, on_result: OnResult | None = None) -> list[CaseResult]:
+    """Run one case (one point of one job's sweep) in this process. What a worker runs."""
+    device = resolve_device(options.device)
+    checks = select_checks(options.checks, options.skip, task.job.spec.checks, options.base_checks)
+    return _run_job(task.job, checks, device, options, on_result, points=(task.point,))
+
+
 def _run_job(
-    job: Job, checks: tuple[Check, ...], device: torch.device, options: RunOptions, on_result: OnResult | None
+    job: Job,
+    checks: tuple[Check, ...],
+    device: torch.device,
+    options: RunOptions,
+    on_result: OnResult | None,
+    points: Sequence[int] | None = None,
 ) -> list[CaseResult]:
     seed = job.spec.seed if options.seed is None else options.seed
     notes = list(job.notes)
     results = []
-    for item in build_cases(job, device, seed, notes):
+    for item in build_cases(job, device, seed, notes, points):
         if isinstance(item, SetupFailure):
             results.append(_setup_failed(job.spec, seed, device, item, notes, on_result))
         else:

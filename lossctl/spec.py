@@ -191,8 +191,8 @@ def with_default_args(spec: Spec, parameters: Sequence[str]) -> Spec:
 # --------------------------------------------------------------------------- loading
 
 
-def load_spec_file(path: str | Path) -> list[Spec]:
-    """Read every spec in one YAML file."""
+def load_spec_file(path: str | Path, *, tolerance: Mapping[str, float] | None = None) -> list[Spec]:
+    """Read every spec in one YAML file; `tolerance` gives defaults (the project config's)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -200,10 +200,12 @@ def load_spec_file(path: str | Path) -> list[Spec]:
         raise SpecError("no such file", source=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read the file ({exc})", source=str(path)) from None
-    return load_specs(text, source=str(path))
+    return load_specs(text, source=str(path), tolerance=tolerance)
 
 
-def load_specs(stream: str | IO[str], *, source: str | None = None) -> list[Spec]:
+def load_specs(
+    stream: str | IO[str], *, source: str | None = None, tolerance: Mapping[str, float] | None = None
+) -> list[Spec]:
     """Parse and validate specs from YAML text; `source` names the file in error messages."""
     text = stream if isinstance(stream, str) else stream.read()
     try:
@@ -217,7 +219,7 @@ def load_specs(stream: str | IO[str], *, source: str | None = None) -> list[Spec
             source=source,
             line=mark.line + 1 if mark is not None else None,
         ) from None
-    reader = _Reader(source, _line_index(root, source))
+    reader = _Reader(source, _line_index(root, source), tolerance or {})
     if data is None:
         raise reader.error((), "the file is empty; expected a spec (a mapping with `function:`)")
     if not isinstance(data, dict):
@@ -312,9 +314,10 @@ def _suggest(word: str, choices: Sequence[str]) -> str:
 class _Reader:
     """Validates the parsed YAML, naming the file, line and key path in every error."""
 
-    def __init__(self, source: str | None, lines: dict[tuple[Any, ...], int]):
+    def __init__(self, source: str | None, lines: dict[tuple[Any, ...], int], tolerance: Mapping[str, float]):
         self.source = source
         self.lines = lines
+        self.tolerance_defaults = dict(tolerance)
 
     def error(self, path: tuple[Any, ...], message: str, *, hint: str | None = None) -> SpecError:
         line = None
@@ -620,7 +623,7 @@ class _Reader:
     def tolerance(self, raw: Any, path: tuple[Any, ...]) -> Tolerance:
         raw = self.mapping(raw, path, "a mapping with eps, atol, rtol, nondet_tol")
         self.check_keys(raw, path, TOLERANCE_KEYS)
-        values = {}
+        values = dict(self.tolerance_defaults)
         if "eps" in raw:
             values["eps"] = self.number(raw["eps"], (*path, "eps"), positive=True)
         for key in ("atol", "rtol", "nondet_tol"):
@@ -633,3 +636,51 @@ def find_spec_files(folder: str | Path) -> list[Path]:
     """Every .yaml/.yml file under a folder, sorted so runs are reproducible."""
     folder = Path(folder)
     return sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def spec_to_dict(spec: Spec, dims: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """The spec as YAML-ready data (what `load_specs` reads back to an equal spec); `dims` pins the
+    sizes to one point of the sweep."""
+    data: dict[str, Any] = {"name": spec.name, "function": spec.function, "seed": spec.seed}
+    sizes = dims if dims is not None else spec.dims
+    if sizes:
+        data["dims"] = {
+            k: (list(v) if isinstance(v, tuple) and len(v) > 1 else (v[0] if isinstance(v, tuple) else v))
+            for k, v in sizes.items()
+        }
+    if spec.args_given:
+        args: dict[str, Any] = {}
+        for name, arg in spec.args.items():
+            if isinstance(arg, ValueArg):
+                args[name] = arg.value
+                continue
+            tensor: dict[str, Any] = {"shape": list(arg.shape), "dtype": arg.dtype, "init": arg.init}
+            tensor["requires_grad"] = arg.requires_grad
+            for key in ("mean", "std", "low", "high", "p", "value"):
+                if getattr(arg, key) is not None:
+                    tensor[key] = getattr(arg, key)
+            args[name] = tensor
+        data["args"] = args
+    tolerance = {
+        k: getattr(spec.tolerance, k) for k in TOLERANCE_KEYS if getattr(spec.tolerance, k) != getattr(Tolerance(), k)
+    }
+    if tolerance:
+        data["tolerance"] = tolerance
+    if spec.module_kwargs:
+        data["module_kwargs"] = dict(spec.module_kwargs)
+    if spec.checks:
+        data["checks"] = {
+            k: (dict(spec.check_options[k]) if k in spec.check_options else v) for k, v in spec.checks.items()
+        }
+        for options in data["checks"].values():
+            if isinstance(options, dict):
+                for key, value in options.items():
+                    if isinstance(value, tuple):
+                        options[key] = list(value)
+    if spec.dtypes:
+        data["dtypes"] = list(spec.dtypes)
+    if spec.reference:
+        data["reference"] = spec.reference
+    if spec.reference_kwargs:
+        data["reference_kwargs"] = dict(spec.reference_kwargs)
+    return data

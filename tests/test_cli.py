@@ -26,7 +26,7 @@ def test_no_target_runs_the_configs_folder(run_cli):
 def test_no_target_and_no_configs_is_a_usage_error(run_cli, tmp_path):
     result = run_cli("check", cwd=tmp_path)
     assert result.exit_code == 2
-    assert "no TARGET given and no configs/ folder" in result.stderr
+    assert f"no TARGET given and no spec folder {tmp_path / 'configs'}" in result.stderr
 
 
 def test_clipped_grad_output_fails_linearity_with_exit_1(run_cli):

@@ -57,10 +57,14 @@ def registry() -> tuple[Check, ...]:
 
 
 def select_checks(
-    only: Sequence[str] | None = None, skip: Sequence[str] = (), spec: Mapping[str, bool] | None = None
+    only: Sequence[str] | None = None,
+    skip: Sequence[str] = (),
+    spec: Mapping[str, bool] | None = None,
+    base: Sequence[str] | None = None,
 ) -> tuple[Check, ...]:
-    """The checks to run: `only` (--checks) or else each check's default as the spec's `checks:`
-    overrides it, minus `skip` (--skip). Unknown ids are errors."""
+    """The checks to run: `only` (--checks) or else the `base` set (the project config's; default:
+    every check that is on by default) as the spec's `checks:` overrides it, minus `skip`. Unknown
+    ids are errors."""
     checks = registry()
     known = [c.id for c in checks]
     for option, ids in (("--checks", only or ()), ("--skip", skip)):
@@ -71,5 +75,6 @@ def select_checks(
                     hint=f"known checks: {', '.join(known)}",
                 )
     settings = spec or {}
-    chosen = [c for c in checks if (c.id in only if only else settings.get(c.id, c.default))]
+    default = {c.id: (c.id in base if base is not None else c.default) for c in checks}
+    chosen = [c for c in checks if (c.id in only if only else settings.get(c.id, default[c.id]))]
     return tuple(c for c in chosen if c.id not in skip)

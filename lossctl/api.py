@@ -1,0 +1,131 @@
+"""The Python API: `lossctl.check(...)` and `lossctl.assert_gradients(...)` for use inside tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lossctl.errors import LossctlError
+from lossctl.report import Report, Status
+from lossctl.runner import RunOptions, run_checks
+from lossctl.spec import Spec, ValueArg, load_specs
+from lossctl.suite import Job, collect
+
+
+def check(
+    target: str | type | Any | None = None,
+    spec: str | Mapping[str, Any] | None = None,
+    *,
+    checks: Sequence[str] | None = None,
+    skip: Sequence[str] = (),
+    device: str = "auto",
+    seed: int | None = None,
+    jobs: int = 0,
+) -> Report:
+    """Run lossctl's checks and return the Report (never prints, never exits).
+
+    `target` is what `lossctl check` takes (a dotted path, `file.py:Name`, a spec file or folder)
+    or the object itself (a Function class, Module class or callable). `spec` is a spec as YAML
+    text or a mapping; its `function:` may be left out when `target` is given. With neither a spec
+    nor a spec file, default inputs are built as on the command line. Raises LossctlError for
+    misuse (invalid spec, unknown check id, unavailable device).
+    """
+    options = RunOptions(
+        device=device, seed=seed, checks=tuple(checks) if checks else None, skip=tuple(skip), jobs=jobs
+    )
+    return run_checks(_jobs(target, spec), options)
+
+
+def assert_gradients(
+    function: type | Any,
+    *args: Any,
+    checks: Sequence[str] | None = None,
+    skip: Sequence[str] = (),
+    seed: int = 0,
+    **kwargs: Any,
+) -> Report:
+    """Check `function` on these exact arguments; raise AssertionError with lossctl's diagnosis
+    when a check fails or raises. Returns the Report when everything passed.
+
+        lossctl.assert_gradients(MyLoss, logits, target, 2.0)
+    """
+    from lossctl.target import classify
+
+    name = getattr(function, "__qualname__", repr(function))
+    target = classify(function, name)
+    params = target.parameters
+    if params is None:
+        names = [f"arg{i}" for i in range(len(args))]
+    else:
+        positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if len(args) > len(positional) and not any(p.kind is p.VAR_POSITIONAL for p in params):
+            raise LossctlError(f"{target.signature} takes {len(positional)} arguments, got {len(args)}")
+        names = positional[: len(args)] + [f"arg{i}" for i in range(len(positional), len(args))]
+    values = {**dict(zip(names, args, strict=True)), **kwargs}
+    device = next((str(v.device) for v in values.values() if hasattr(v, "device")), "cpu")
+    spec = Spec(
+        function=f"{getattr(function, '__module__', '')}.{name}",
+        name=name,
+        args={k: ValueArg(v) for k, v in values.items()},
+        seed=seed,
+    )
+    options = RunOptions(device=device, seed=seed, checks=tuple(checks) if checks else None, skip=tuple(skip))
+    report = run_checks([Job(spec, target=function)], options)
+    if not report.ok:
+        raise AssertionError(failure_text(report))
+    return report
+
+
+def failure_text(report: Report) -> str:
+    """Every failing or erroring check with its detail, hint and explanation."""
+    lines = []
+    for case, result in report.results():
+        if not result.status.is_problem:
+            continue
+        lines.append(f"{case.case} · {result.check}: {result.status.value.upper()}: {result.detail}")
+        if result.hint:
+            lines.append(f"  hint: {result.hint}")
+        for part in (result.explain, result.traceback):
+            if part:
+                lines.extend(f"  {line}" for line in part.splitlines())
+    return "\n".join(lines)
+
+
+def _jobs(target: Any, spec: str | Mapping[str, Any] | None) -> list[Job]:
+    obj = None if target is None or isinstance(target, str | Path) else target
+    if spec is not None:
+        data = yaml.safe_load(spec) if isinstance(spec, str) else dict(spec)
+        if not isinstance(data, dict):
+            raise LossctlError("spec: expected a mapping (YAML text or a dict)")
+        if obj is not None:
+            data.setdefault("function", f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', 'object')}")
+        elif target is not None:
+            data.setdefault("function", str(target))
+        specs = load_specs(yaml.safe_dump(data, sort_keys=False), source="<spec>")
+        return [Job(s, target=obj) for s in specs]
+    if obj is not None:
+        reference = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', 'object')}"
+        return [Job(Spec(function=reference, name=getattr(obj, "__name__", reference), args_given=False), target=obj)]
+    if target is None:
+        raise LossctlError("lossctl.check needs a target or a spec")
+    return collect([str(target)], configs_dir=Path("configs"))
+
+
+def inputs_for(spec: str | Mapping[str, Any], point: int = 0, device: str = "cpu") -> dict[str, Any]:
+    """The inputs lossctl builds for a spec at one point of its sweep: to poke at a failure."""
+    import torch
+
+    from lossctl.runner import build_cases
+
+    (job,) = _jobs(None, spec)[:1]
+    for item in build_cases(job, torch.device(device), job.spec.seed, points=(point,)):
+        if hasattr(item, "values"):
+            return dict(zip(item.names, item.values, strict=True))
+        raise LossctlError(item.message)
+    raise LossctlError("the spec has no such point")
+
+
+__all__ = ["Report", "Status", "assert_gradients", "check", "failure_text", "inputs_for"]

@@ -1,0 +1,187 @@
+"""Run cases in worker processes, so a Function that crashes, hangs or runs out of memory costs one
+ERROR row instead of the whole run.
+
+Workers are long-lived: each imports torch once (they fork from a server that preloaded lossctl and
+torch) and then runs case after case. A worker that dies or passes its case's timeout is killed and
+replaced; its case becomes an ERROR row that says what happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lossctl.report import CaseResult
+
+OnCase = Callable[[CaseResult], None]
+
+SIGNAL_MEANINGS = {
+    signal.SIGSEGV: "a segmentation fault in native code",
+    signal.SIGABRT: "an abort (os.abort(), or a failed assertion in C/C++ code)",
+    signal.SIGKILL: "killed — most likely out of memory (the OOM killer)",
+    signal.SIGBUS: "a bus error in native code",
+    signal.SIGFPE: "a floating-point exception in native code",
+    signal.SIGILL: "an illegal instruction in native code",
+}
+
+
+@dataclass(frozen=True)
+class ParallelOutcome:
+    results: list[CaseResult]
+    interrupted: bool
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["torch", "lossctl.runner"])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def _worker_main(connection: Any, options: Any, cwd: str) -> None:
+    """A worker's loop: receive (index, task), run it, send (index, results)."""
+    import warnings
+
+    from lossctl.device import resolve_device
+    from lossctl.runner import crash_result, run_task, warm_up
+
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+    os.chdir(cwd)
+    warm_up(resolve_device(options.device))
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if message is None:
+            return
+        index, task = message
+        try:
+            results = run_task(task, options)
+        except BaseException as error:  # lossctl itself failed on this case: report, keep going
+            message = f"lossctl failed on this case: {type(error).__name__}: {error}"
+            results = [crash_result(task, options, message, 0.0)]
+        connection.send((index, results))
+
+
+@dataclass
+class _Worker:
+    process: Any
+    connection: Any
+    task: tuple[int, Any] | None = None
+    started: float = 0.0
+
+
+def run_isolated(
+    tasks: Sequence[Any],
+    options: Any,
+    workers: int,
+    timeout: float,
+    on_case: OnCase | None = None,
+) -> ParallelOutcome:
+    """Run `tasks` (runner.Task) on `workers` processes; results come back in task order."""
+    from lossctl.runner import crash_result
+
+    context = _context()
+    pool: list[_Worker] = []
+    queue = deque(enumerate(tasks))
+    done: dict[int, list[CaseResult]] = {}
+
+    def start() -> _Worker:
+        parent, child = context.Pipe()
+        process = context.Process(target=_worker_main, args=(child, options, os.getcwd()), daemon=True)
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    def finish(index: int, results: list[CaseResult]) -> None:
+        done[index] = results
+        if on_case:
+            for result in results:
+                on_case(result)
+
+    def retire(worker: _Worker, message: str) -> None:
+        """Kill a worker, record its case as an ERROR, and put a fresh worker in its place."""
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join(5)
+        worker.connection.close()
+        if worker.task is not None:
+            index, task = worker.task
+            elapsed_ms = (time.monotonic() - worker.started) * 1e3
+            finish(index, [crash_result(task, options, message, elapsed_ms)])
+        pool.remove(worker)
+        if queue:
+            pool.append(start())
+
+    interrupted = False
+    try:
+        for _ in range(min(workers, len(tasks))):
+            pool.append(start())
+        while queue or any(w.task is not None for w in pool):
+            for worker in pool:
+                if worker.task is None and queue:
+                    worker.task = queue.popleft()
+                    worker.started = time.monotonic()
+                    worker.connection.send(worker.task)
+            busy = [w for w in pool if w.task is not None]
+            if not busy:
+                break
+            now = time.monotonic()
+            wait_for = max(0.0, min(w.started + timeout - now for w in busy))
+            waitables = [w.connection for w in busy] + [w.process.sentinel for w in busy]
+            ready = multiprocessing.connection.wait(waitables, timeout=min(wait_for, 1.0))
+            for worker in list(busy):
+                if worker.connection in ready:
+                    try:
+                        index, results = worker.connection.recv()
+                    except (EOFError, OSError):
+                        retire(worker, _death_message(worker))
+                        continue
+                    worker.task = None
+                    finish(index, results)
+                elif worker.process.sentinel in ready or not worker.process.is_alive():
+                    retire(worker, _death_message(worker))
+                elif time.monotonic() - worker.started > timeout:
+                    retire(
+                        worker,
+                        f"timed out after {timeout:g} s (the Function hangs, or the case needs more "
+                        "time: raise --timeout)",
+                    )
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        for worker in pool:
+            with contextlib.suppress(OSError, ValueError):
+                worker.connection.send(None)
+        deadline = time.monotonic() + 2
+        for worker in pool:
+            worker.process.join(max(0.0, deadline - time.monotonic()) if not interrupted else 0)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(1)
+    results = [result for index in sorted(done) for result in done[index]]
+    return ParallelOutcome(results=results, interrupted=interrupted)
+
+
+def _death_message(worker: _Worker) -> str:
+    worker.process.join(1)
+    code = worker.process.exitcode
+    if code is not None and code < 0:
+        number = -code
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        meaning = SIGNAL_MEANINGS.get(number, "killed by a signal")
+        return f"the worker process died: {name} (signal {number}), {meaning}"
+    return f"the worker process exited with code {code} (the Function called sys.exit or os._exit?)"
