@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench bench-parallel clean
 
 install: $(STAMP)
 
@@ -33,3 +33,6 @@ clean:
 
 bench: install
 	$(BIN)/python benchmarks/battery.py
+
+bench-parallel: install
+	$(BIN)/python benchmarks/parallel.py

@@ -13,6 +13,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -40,22 +41,32 @@ class ParallelOutcome:
 
 
 def _context() -> multiprocessing.context.BaseContext:
-    if "forkserver" in multiprocessing.get_all_start_methods():
+    """fork where it is safe (Linux, CUDA not initialized here): workers start in milliseconds with
+    torch already imported. Else a fork server that preloads torch once, else spawn."""
+    import torch
+
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and sys.platform.startswith("linux") and not torch.cuda.is_initialized():
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["torch", "lossctl.runner"])
         return context
     return multiprocessing.get_context("spawn")
 
 
-def _worker_main(connection: Any, options: Any, cwd: str) -> None:
+def _worker_main(connection: Any, options: Any, cwd: str, threads: int) -> None:
     """A worker's loop: receive (index, task), run it, send (index, results)."""
     import warnings
+
+    import torch
 
     from lossctl.device import resolve_device
     from lossctl.runner import crash_result, run_task, warm_up
 
     warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
     os.chdir(cwd)
+    torch.set_num_threads(threads)  # workers share the cores instead of oversubscribing them
     warm_up(resolve_device(options.device))
     while True:
         try:
@@ -89,16 +100,19 @@ def run_isolated(
     on_case: OnCase | None = None,
 ) -> ParallelOutcome:
     """Run `tasks` (runner.Task) on `workers` processes; results come back in task order."""
+    import torch
+
     from lossctl.runner import crash_result
 
     context = _context()
+    threads = max(1, torch.get_num_threads() // max(1, min(workers, len(tasks))))
     pool: list[_Worker] = []
     queue = deque(enumerate(tasks))
     done: dict[int, list[CaseResult]] = {}
 
     def start() -> _Worker:
         parent, child = context.Pipe()
-        process = context.Process(target=_worker_main, args=(child, options, os.getcwd()), daemon=True)
+        process = context.Process(target=_worker_main, args=(child, options, os.getcwd(), threads), daemon=True)
         process.start()
         child.close()
         return _Worker(process, parent)

@@ -11,12 +11,12 @@ from rich.text import Text
 from lossctl.bench import BenchReport, Timing
 
 
-def fmt_time(timing: Timing | None) -> Text:
+def fmt_time(timing: Timing | None, *, spread: bool = False) -> Text:
     if timing is None:
         return Text("—", style="dim")
     median, iqr = timing.median, timing.iqr
     scale, unit = (1e3, "ms") if median >= 1e-3 else (1e6, "µs")
-    text = Text(f"{median * scale:.3g} ±{iqr * scale:.2g} {unit}")
+    text = Text(f"{median * scale:.3g}{unit}" + (f" ±{iqr * scale:.2g}" if spread else ""))
     if timing.noisy:
         text.append(" ~", style="yellow")
     return text
@@ -28,7 +28,7 @@ def fmt_bytes(count: int | None) -> str:
     value = float(count)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
         value /= 1024
     return f"{value:.1f} GiB"
 
@@ -38,45 +38,42 @@ def fmt_rate(rate: float | None) -> str:
         return "—"
     for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if rate >= size:
-            return f"{rate / size:.3g} {unit}el/s"
-    return f"{rate:.3g} el/s"
+            return f"{rate / size:.3g}{unit}"
+    return f"{rate:.3g}"
 
 
 def render(report: BenchReport, *, verbose: bool = False, **_: Any) -> RenderableType:
     table = Table(header_style="bold")
-    for column in ("case", "who", "dtype", "forward", "backward", "fwd+bwd", "throughput", "peak mem", "saved"):
-        table.add_column(column, justify="left" if column in ("case", "who", "dtype") else "right")
+    dtypes = sorted({c.dtype for c in report.cases if c.dtype})
+    columns = ["case", *(["dtype"] if len(dtypes) > 1 else []), "fwd", "bwd", "fwd+bwd ±IQR", "elem/s", "peak", "saved"]
     has_reference = any(c.reference for c in report.cases)
     if has_reference:
-        table.add_column("speedup", justify="right")
-        table.add_column("mem ratio", justify="right")
+        columns += ["speedup", "mem"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("case", "dtype") else "right", no_wrap=True)
     for case in report.cases:
         if case.error:
-            row = [case.case, "error", case.dtype, Text(case.error, style="bold magenta"), "", "", "", "", ""]
-            table.add_row(*row, *([""] * 2 if has_reference else []), end_section=True)
+            cells = [case.case, *([case.dtype] if len(dtypes) > 1 else []), Text(case.error, style="bold magenta")]
+            table.add_row(*cells, *[""] * (len(columns) - len(cells)), end_section=True)
             continue
-        subjects = [("Function", case.function_result)]
+        subjects = [(case.case, case.function_result)]
         if case.reference:
-            subjects.append((f"ref: {case.reference_name}", case.reference))
-        for i, (who, subject) in enumerate(subjects):
+            subjects.append(("  ↳ reference", case.reference))
+        for i, (label, subject) in enumerate(subjects):
             assert subject is not None
             extra: list[Any] = []
             if has_reference:
-                if i == 0:
-                    speedup, ratio = case.speedup, case.memory_ratio
-                    extra = [
-                        "—" if speedup is None else f"{speedup:.2f}×",
-                        "—" if ratio is None else f"{ratio:.2f}",
-                    ]
-                else:
-                    extra = ["", ""]
+                speedup, ratio = (case.speedup, case.memory_ratio) if i == 0 else (None, None)
+                extra = [
+                    "" if i else ("—" if speedup is None else f"{speedup:.2f}×"),
+                    "" if i else ("—" if ratio is None else f"{ratio:.2f}"),
+                ]
             table.add_row(
-                case.case if i == 0 else "",
-                who,
-                case.dtype if i == 0 else "",
+                label,
+                *([case.dtype if i == 0 else ""] if len(dtypes) > 1 else []),
                 fmt_time(subject.forward),
                 fmt_time(subject.backward),
-                fmt_time(subject.forward_backward),
+                fmt_time(subject.forward_backward, spread=True),
                 fmt_rate(case.throughput) if i == 0 else "",
                 fmt_bytes(subject.peak_bytes),
                 fmt_bytes(subject.saved_extra_bytes),
@@ -85,8 +82,8 @@ def render(report: BenchReport, *, verbose: bool = False, **_: Any) -> Renderabl
             )
     parts: list[RenderableType] = [table]
     notes = [
-        "median ±IQR of torch.utils.benchmark.Timer samples; ~ marks IQR/median > 10%",
-        "saved: bytes saved for backward beyond the inputs; peak mem: above the inputs "
+        "medians of torch.utils.benchmark.Timer samples (±IQR for fwd+bwd); ~ marks IQR/median > 10%",
+        "saved: bytes saved for backward beyond the inputs; peak: memory above the inputs "
         + (
             "(CUDA max_memory_allocated)"
             if report.fingerprint.device.startswith("cuda")
@@ -94,7 +91,8 @@ def render(report: BenchReport, *, verbose: bool = False, **_: Any) -> Renderabl
         ),
     ]
     if has_reference:
-        notes.append("speedup: reference fwd+bwd time / Function's; mem ratio: Function peak / reference peak")
+        names = sorted({c.reference_name for c in report.cases if c.reference_name})
+        notes.append(f"ref: {', '.join(names)}; speedup: ref fwd+bwd time / fn's; mem: fn peak / ref peak")
     for spec, k in report.scaling.items():
         notes.append(f"{spec}: time ∝ elements^{k:.2f} over the sweep")
     parts.extend(Text(note, style="dim") for note in notes)
