@@ -12,7 +12,6 @@ import contextlib
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -24,10 +23,11 @@ import torch
 from torch.utils.benchmark import Timer
 
 from lossctl.case import Case, differentiable_outputs
-from lossctl.device import device_name, resolve_device
+from lossctl.device import resolve_device
 from lossctl.errors import UsageError
 from lossctl.inputs import torch_dtype
 from lossctl.loader import describe_exception, format_user_traceback
+from lossctl.report import Environment
 from lossctl.spec import FLOAT_DTYPES, Spec, sweep
 from lossctl.suite import Job
 
@@ -127,6 +127,8 @@ class BenchCase:
     reference_name: str | None = None
     error: str | None = None
     traceback: str | None = None
+    setup_failed: bool = False
+    """True when the case could not be built (the Function did not load): nothing ran."""
 
     @property
     def key(self) -> str:
@@ -174,6 +176,7 @@ class BenchCase:
             "memory_ratio": self.memory_ratio,
             "error": self.error,
             "traceback": self.traceback,
+            "setup_failed": self.setup_failed,
         }
 
     @classmethod
@@ -190,20 +193,17 @@ class BenchCase:
             reference=Subject.from_dict(data["reference"]) if data.get("reference") else None,
             reference_name=data.get("reference_name"),
             error=data.get("error"),
+            traceback=data.get("traceback"),
+            setup_failed=bool(data.get("setup_failed", False)),
         )
 
 
 @dataclass(frozen=True)
-class Fingerprint:
-    """Where a benchmark ran: results from different fingerprints are not comparable."""
+class Fingerprint(Environment):
+    """Where a benchmark ran, and in which dtype: results from different fingerprints are not
+    comparable."""
 
-    torch: str
-    python: str
-    platform: str
-    device: str
-    device_name: str
-    threads: int
-    dtype: str
+    dtype: str = "as in the specs"
 
     def differences(self, other: Fingerprint) -> list[str]:
         return [
@@ -294,20 +294,21 @@ class BenchOptions:
 def run_bench(jobs: Sequence[Job], options: BenchOptions, on_progress: OnProgress | None = None) -> BenchReport:
     """Benchmark every case of every job. Fatal misuse (device, dtype) raises LossctlError;
     a Function that raises becomes a case with `error`."""
-    from lossctl.runner import SetupFailure, build_cases
+    from lossctl.runner import SetupFailure, build_cases, environment
 
     device = resolve_device(options.device)
     dtype = _resolve_dtype(options.dtype, device)
     threads = options.threads or torch.get_num_threads()
-    fingerprint = Fingerprint(
-        torch=torch.__version__,
-        python=platform.python_version(),
-        platform=platform.platform(),
-        device=str(device),
-        device_name=device_name(device),
-        threads=threads,
-        dtype=options.dtype or "as in the specs",
-    )
+    here = asdict(environment(device))
+    fingerprint = Fingerprint(**{**here, "threads": threads}, dtype=options.dtype or "as in the specs")
+    if options.dims:
+        known = set().union(*(_dim_names(job.spec) for job in jobs)) if jobs else set()
+        for name in options.dims:
+            if name not in known:
+                raise UsageError(
+                    f"--dims: no spec has a dim `{name}`",
+                    hint=f"dims in these specs: {', '.join(sorted(known)) or 'none'}",
+                )
     planned: list[tuple[Job, Any]] = []
     for job in jobs:
         spec = _with_dims(job.spec, options.dims)
@@ -356,6 +357,7 @@ def setup_failure(job: Job, failure: Any) -> BenchCase:
         function_result=None,
         error=failure.message,
         traceback=failure.details,
+        setup_failed=True,
     )
 
 
@@ -376,10 +378,15 @@ def _resolve_dtype(name: str | None, device: torch.device) -> torch.dtype | None
     return dtype
 
 
+def _dim_names(spec: Spec) -> set[str]:
+    """The dims a spec has, the default inputs' N and C included."""
+    return set(spec.dims) | ({"N", "C"} if not spec.args_given else set())
+
+
 def _with_dims(spec: Spec, dims: Mapping[str, tuple[int, ...]]) -> Spec:
     if not dims:
         return spec
-    known = set(spec.dims) | ({"N", "C"} if not spec.args_given else set())
+    known = _dim_names(spec)
     updated = {**spec.dims, **{k: v for k, v in dims.items() if k in known}}
     return replace(spec, dims=updated)
 
@@ -606,7 +613,7 @@ def load_saved(path: str) -> dict[str, Any]:
         raise UsageError(f"--compare: no such file: {path}") from None
     except (OSError, json.JSONDecodeError) as error:
         raise UsageError(f"--compare: cannot read {path} ({error})") from None
-    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION or "fingerprint" not in data:
         raise UsageError(f"--compare: {path} is not a lossctl bench --save file (schema_version {SCHEMA_VERSION})")
     return data
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from lossctl.inputs import derive_seed
+from lossctl.inputs import build_inputs, derive_seed
 from lossctl.spec import CasePoint, Spec
 from lossctl.target import Target
 
@@ -92,25 +92,28 @@ class Case:
             out[i] = tensor
         return out
 
-    def with_dims(self, dims: Mapping[str, int]) -> Case:
-        """The same case with other sizes (inputs rebuilt from the same seed)."""
-        from lossctl.inputs import build_inputs
-        from lossctl.spec import CasePoint
-
-        values = build_inputs(self.spec, dims, seed=self.seed, device=self.device)
-        positional, keyword = self.target.bind(values)
-        label = ",".join(f"{k}={v}" for k, v in dims.items())
-        return Case(
-            id=f"{self.spec.name}[{label}]",
-            spec=self.spec,
-            point=CasePoint(dims=dict(dims), swept=tuple(dims)),
-            target=self.target,
-            device=self.device,
-            seed=self.seed,
-            names=tuple(n for n, _ in positional),
-            values=tuple(v for _, v in positional),
+    @classmethod
+    def build(cls, case_id: str, spec: Spec, point: CasePoint, target: Target, device: torch.device, seed: int) -> Case:
+        """Draw the inputs for one point of a spec and bind them to the target's signature."""
+        values = build_inputs(spec, point.dims, seed=seed, device=device)
+        positional, keyword = target.bind(values)
+        return cls(
+            id=case_id,
+            spec=spec,
+            point=point,
+            target=target,
+            device=device,
+            seed=seed,
+            names=tuple(name for name, _ in positional),
+            values=tuple(value for _, value in positional),
             kwargs=keyword,
         )
+
+    def with_dims(self, dims: Mapping[str, int]) -> Case:
+        """The same case with other sizes (inputs rebuilt from the same seed)."""
+        label = ",".join(f"{k}={v}" for k, v in dims.items())
+        point = CasePoint(dims=dict(dims), swept=tuple(dims))
+        return Case.build(f"{self.spec.name}[{label}]", self.spec, point, self.target, self.device, self.seed)
 
     def output_positions(self, outputs: Sequence[Any]) -> list[int]:
         """Positions of the differentiable outputs (to pick the same ones under no_grad)."""

@@ -208,6 +208,9 @@ def bench(
     min_time: Annotated[
         float, typer.Option("--min-time", help="Seconds each timing runs at least (adaptive autorange).")
     ] = 0.2,
+    max_time: Annotated[
+        float, typer.Option("--max-time", help="Seconds a noisy timing may keep sampling at most.")
+    ] = 5.0,
     save: Annotated[Path | None, typer.Option("--save", help="Write results and the environment to JSON.")] = None,
     compare: Annotated[Path | None, typer.Option("--compare", help="Compare with a JSON file from --save.")] = None,
     fail_slower: Annotated[
@@ -231,6 +234,7 @@ def bench(
         dims=tuple(dims or ()),
         seed=seed,
         min_time=min_time,
+        max_time=max_time,
         save=save,
         compare=compare,
         fail_slower=fail_slower,
@@ -251,6 +255,7 @@ class BenchCommand:
     dims: tuple[str, ...]
     seed: int | None
     min_time: float
+    max_time: float
     save: Path | None
     compare: Path | None
     fail_slower: str | None
@@ -270,8 +275,8 @@ def _run_bench(command: BenchCommand) -> ExitCode:
         raise UsageError(f"--format {command.format.value} is not available for bench", hint="use table or json")
     if command.fail_slower and not command.compare:
         raise UsageError("--fail-slower needs --compare FILE.json")
-    if command.min_time <= 0:
-        raise UsageError("--min-time must be positive")
+    if command.min_time <= 0 or command.max_time < command.min_time:
+        raise UsageError("--min-time must be positive and --max-time at least --min-time")
     if command.plot is not None:
         from lossctl.render.plot import require_matplotlib
 
@@ -282,6 +287,7 @@ def _run_bench(command: BenchCommand) -> ExitCode:
         dims=parse_dims(command.dims),
         seed=command.seed,
         min_time=command.min_time,
+        max_time=command.max_time,
         compare=load_saved(str(command.compare)) if command.compare else None,
         compare_name=str(command.compare) if command.compare else None,
         fail_slower=parse_percent(command.fail_slower),
@@ -318,13 +324,13 @@ def _run_bench(command: BenchCommand) -> ExitCode:
         from lossctl.render.bench_table import render
 
         Console().print(render(report, verbose=command.verbose))
-        if report.fingerprint_differences:
-            err.print(
-                "[bold yellow]warning:[/] the saved run was made in another environment: "
-                + "; ".join(report.fingerprint_differences)
-            )
-    if report.cases and all(c.error for c in report.cases) and all(c.function_result is None for c in report.cases):
-        return ExitCode.USAGE
+    if report.fingerprint_differences:
+        err.print(
+            "[bold yellow]warning:[/] the saved run was made in another environment: "
+            + "; ".join(report.fingerprint_differences)
+        )
+    if report.cases and all(c.setup_failed for c in report.cases):
+        return ExitCode.USAGE  # nothing could be loaded
     if report.errors or report.regressions:
         return ExitCode.CHECK_FAILED
     return ExitCode.OK
@@ -439,4 +445,7 @@ def _escape(text: str) -> str:
 
 
 def main() -> None:
+    from lossctl import parallel
+
+    parallel.FORK_IS_SAFE = True  # this process runs no torch op before it starts its workers
     app(prog_name="lossctl")

@@ -40,13 +40,21 @@ class ParallelOutcome:
     interrupted: bool
 
 
+FORK_IS_SAFE = False
+"""Set by the console entry point, whose process has run no torch op before it starts workers.
+Forking a process that has (its OpenMP or intra-op thread pool running, as in pytest or a notebook
+that called lossctl.check) can leave a worker deadlocked, so only a fresh process forks."""
+
+
 def _context() -> multiprocessing.context.BaseContext:
-    """fork where it is safe (Linux, CUDA not initialized here): workers start in milliseconds with
-    torch already imported. Else a fork server that preloads torch once, else spawn."""
+    """fork from a fresh lossctl process (Linux, CUDA not initialized): workers start in
+    milliseconds with torch already imported. Else a fork server that preloads torch once, else
+    spawn."""
     import torch
 
     methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and sys.platform.startswith("linux") and not torch.cuda.is_initialized():
+    fresh = FORK_IS_SAFE and sys.platform.startswith("linux") and not torch.cuda.is_initialized()
+    if "fork" in methods and fresh:
         return multiprocessing.get_context("fork")
     if "forkserver" in methods:
         context = multiprocessing.get_context("forkserver")

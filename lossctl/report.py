@@ -86,6 +86,8 @@ class CaseResult:
 
 @dataclass(frozen=True)
 class Environment:
+    """Where a run happened."""
+
     torch: str
     python: str
     platform: str

@@ -13,7 +13,7 @@ from lossctl.checks import select_checks
 from lossctl.checks.base import Check, Skip
 from lossctl.device import clock, device_name, resolve_device, seed_device
 from lossctl.errors import LossctlError
-from lossctl.inputs import build_inputs, derive_seed
+from lossctl.inputs import derive_seed
 from lossctl.loader import describe_exception, format_user_traceback, load_object
 from lossctl.report import RUN, SETUP, CaseResult, CheckResult, Environment, Outcome, Report, Status
 from lossctl.spec import CasePoint, Spec, sweep, with_default_args
@@ -219,19 +219,7 @@ def _in_spec(spec: Spec, message: str) -> str:
 
 
 def _build_case(case_id: str, spec: Spec, point: CasePoint, target: Target, device: torch.device, seed: int) -> Case:
-    values = build_inputs(spec, point.dims, seed=seed, device=device)
-    positional, keyword = target.bind(values)
-    case = Case(
-        id=case_id,
-        spec=spec,
-        point=point,
-        target=target,
-        device=device,
-        seed=seed,
-        names=tuple(name for name, _ in positional),
-        values=tuple(value for _, value in positional),
-        kwargs=keyword,
-    )
+    case = Case.build(case_id, spec, point, target, device, seed)
     case.function()  # build a Module now, so a failing constructor is a setup error
     return case
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from lossctl.case import Case, float64_supported
 from lossctl.checks.base import Skip
+from lossctl.spec import Tolerance
 
 
 def require_differentiable_inputs(case: Case) -> None:
@@ -82,3 +83,19 @@ def sqrt_eps(dtype: torch.dtype) -> float:
 
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+def float64_function(
+    case: Case, values: list[object]
+) -> tuple[Callable[..., tuple[object, ...]], tuple[torch.Tensor, ...]]:
+    """The Function as a function of its differentiable inputs only (the others fixed), run in
+    float64: what gradcheck and gradgradcheck take, with those inputs."""
+
+    def fn(*diff: torch.Tensor) -> tuple[object, ...]:
+        return case.call(case.substitute(values, diff), torch.float64)
+
+    return fn, tuple(values[i] for i in case.diff_indices)  # type: ignore[misc]
+
+
+def mode_text(fast: bool, tolerance: Tolerance) -> str:
+    return f"{'fast' if fast else 'slow'} mode, atol {tolerance.atol:g}, rtol {tolerance.rtol:g}"

@@ -9,7 +9,7 @@ from torch.autograd.gradcheck import GradcheckError
 
 from lossctl.case import Case, differentiable_outputs
 from lossctl.checks.base import Check, Skip
-from lossctl.checks.common import float64_values
+from lossctl.checks.common import float64_function, float64_values, mode_text
 from lossctl.checks.gradcheck import use_fast_mode
 from lossctl.loader import describe_exception
 from lossctl.report import Outcome
@@ -70,12 +70,8 @@ def check_double_backward(case: Case) -> Outcome:
     _probe(case)
     tol = case.spec.tolerance
     fast = use_fast_mode(case, values, max_inputs=SLOW_MODE_MAX_INPUTS)
-    inputs = tuple(values[i] for i in case.diff_indices)  # type: ignore[misc]
-
-    def fn(*diff: torch.Tensor) -> tuple[object, ...]:
-        return case.call(case.substitute(values, diff), torch.float64)
-
-    settings = f"{'fast' if fast else 'slow'} mode, atol {tol.atol:g}, rtol {tol.rtol:g}"
+    fn, inputs = float64_function(case, values)
+    settings = mode_text(fast, tol)
     try:
         torch.autograd.gradgradcheck(fn, inputs, eps=tol.eps, atol=tol.atol, rtol=tol.rtol, fast_mode=fast)
     except GradcheckError as error:

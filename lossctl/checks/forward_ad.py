@@ -11,7 +11,7 @@ from torch.autograd.gradcheck import GradcheckError
 
 from lossctl.case import Case
 from lossctl.checks.base import Check, Skip
-from lossctl.checks.common import float64_values, require_function
+from lossctl.checks.common import float64_function, float64_values, mode_text, require_function
 from lossctl.checks.gradcheck import use_fast_mode
 from lossctl.diagnose import compare
 from lossctl.inputs import derive_seed
@@ -37,12 +37,8 @@ def _check_forward_ad(case: Case) -> Outcome:
     values = float64_values(case)
     tol = case.spec.tolerance
     fast = use_fast_mode(case, values)
-    inputs = tuple(values[i] for i in case.diff_indices)  # type: ignore[misc]
-
-    def fn(*diff: torch.Tensor) -> tuple[object, ...]:
-        return case.call(case.substitute(values, diff), torch.float64)
-
-    settings = f"{'fast' if fast else 'slow'} mode, atol {tol.atol:g}, rtol {tol.rtol:g}"
+    fn, inputs = float64_function(case, values)
+    settings = mode_text(fast, tol)
     try:
         torch.autograd.gradcheck(
             fn,

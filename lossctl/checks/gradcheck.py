@@ -11,7 +11,7 @@ from torch.autograd.gradcheck import GradcheckError
 
 from lossctl.case import Case, differentiable_outputs
 from lossctl.checks.base import Check
-from lossctl.checks.common import float64_values
+from lossctl.checks.common import float64_function, float64_values, mode_text
 from lossctl.diagnose import KINK_HINT, GradMismatch, ScalarFn, compare, is_kink, numerical_gradient, sample_indices
 from lossctl.inputs import derive_seed
 from lossctl.report import Outcome
@@ -107,13 +107,8 @@ def check_gradcheck(case: Case) -> Outcome:
     values = float64_values(case)
     tol = case.spec.tolerance
     fast = use_fast_mode(case, values)
-
-    def fn(*diff: torch.Tensor) -> tuple[object, ...]:
-        return case.call(case.substitute(values, diff), torch.float64)
-
-    inputs = tuple(values[i] for i in case.diff_indices)  # type: ignore[misc]
-    mode = "fast" if fast else "slow"
-    settings = f"{mode} mode, atol {tol.atol:g}, rtol {tol.rtol:g}"
+    fn, inputs = float64_function(case, values)
+    settings = mode_text(fast, tol)
     try:
         torch.autograd.gradcheck(
             fn,
