@@ -309,3 +309,31 @@ class SumThenDivideMSE(Function):
         (diff,) = ctx.saved_tensors
         g = grad * 2 * diff / diff.numel()
         return g, -g
+
+
+class NaiveVariance(Function):
+    """var(x) as E[x²] − E[x]²: exact in float64, catastrophic cancellation in float32."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return (x * x).mean() - x.mean() ** 2
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return grad * 2 * (x - x.mean()) / x.numel()
+
+
+class DotProduct(Function):
+    """sum(x·w): correct, but ill-conditioned when the terms cancel (no false alarm wanted)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, w)
+        return (x * w).sum()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, w = ctx.saved_tensors
+        return grad * w, grad * x

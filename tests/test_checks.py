@@ -232,3 +232,20 @@ def test_spec_can_turn_checks_on_and_off(check_function):
         "tests.fns.Square", "checks: {compile: true}\nargs: {x: {shape: [3]}}", checks=("forward",)
     )
     assert list(results) == ["forward"]  # --checks wins over the spec
+
+
+def test_low_precision_catches_catastrophic_cancellation(check_function):
+    results = check_function(
+        "tests.fns.NaiveVariance", "args: {x: {shape: [100], mean: 1000.0}}", checks=("low_precision",)
+    )
+    assert results["low_precision"].status is F
+    assert "float32: out rel err" in results["low_precision"].detail
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_low_precision_forgives_ill_conditioned_sums(check_function, seed):
+    # A dot product whose terms nearly cancel loses precision in float32 whatever the
+    # implementation: the conditioning estimate must absorb it (no false alarm).
+    spec = f"seed: {seed}\nargs: {{x: {{shape: [6]}}, w: {{shape: [6]}}}}"
+    results = check_function("tests.fns.DotProduct", spec, checks=("low_precision",))
+    assert results["low_precision"].status is P, results["low_precision"].detail

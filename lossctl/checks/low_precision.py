@@ -3,22 +3,25 @@
 The rule (README 'low_precision'): inputs are rounded to the low dtype; the reference is the same
 Function run in float64 on those rounded inputs (so only the Function's own arithmetic is judged,
 not the rounding of its inputs). Each output and gradient must be finite, and its error relative to
-the reference's norm, ‖y_low − y_ref‖ / ‖y_ref‖, at most `factor` (default 32) times what rounding
-the reference itself to the dtype loses — at least one unit of roundoff u = ε/2, more where values
-are subnormal in that dtype. A correct Function loses a few u in its chain of ops; overflow and
-catastrophic cancellation cost hundreds to millions.
+the reference's norm, ‖y_low − y_ref‖ / ‖y_ref‖, at most `factor` (default 32) times the larger of:
+one unit of roundoff u = ε/2; what rounding the reference itself to the dtype loses (more where
+values are subnormal); and the problem's conditioning — how far the float64 result moves when the
+inputs move by ±u (large where a sum cancels, which no implementation can avoid). A correct
+Function loses a few u in its chain of ops; overflow and an unstable algorithm (E[x²] − E[x]²)
+cost hundreds to millions.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
 from lossctl.case import Case, differentiable_outputs
 from lossctl.checks.base import Check, Skip
 from lossctl.checks.common import dtype_name, rel_error, require_differentiable_inputs, runs_in_float64
-from lossctl.inputs import torch_dtype
+from lossctl.inputs import derive_seed, torch_dtype
 from lossctl.loader import describe_exception
 from lossctl.report import Outcome
 
@@ -54,29 +57,56 @@ def check_low_precision(case: Case) -> Outcome:
     if not parts:
         raise Skip("; ".join(skipped))
     note = f"; skipped {'; '.join(skipped)}" if skipped else ""
-    return Outcome.passed(f"{', '.join(parts)} (allowed {factor:g}× rounding){note}", data=data)
+    return Outcome.passed(f"{', '.join(parts)} (allowed {factor:g}× floor){note}", data=data)
+
+
+CONDITIONING_DRAWS = 2
+"""Random input perturbations of one unit of roundoff used to estimate the problem's conditioning."""
+
+
+def _run64(
+    case: Case, values: list[Any], cotangents: list[torch.Tensor] | None
+) -> tuple[list[torch.Tensor], list[torch.Tensor | None], list[torch.Tensor]]:
+    """Forward and backward in float64 (cotangents drawn when not given)."""
+    f64 = torch.float64
+    leaves = [
+        v.detach().to(f64).requires_grad_(v.requires_grad)
+        if isinstance(v, torch.Tensor) and v.is_floating_point()
+        else v
+        for v in values
+    ]
+    outputs = differentiable_outputs(case.call(leaves, f64))
+    if cotangents is None:
+        cotangents = case.random_cotangents(outputs, "low_precision")
+    grads = torch.autograd.grad(outputs, [leaves[i] for i in case.diff_indices], cotangents, allow_unused=True)
+    return outputs, list(grads), cotangents
+
+
+def _perturbed(values: list[Any], u: float, gen: torch.Generator) -> list[Any]:
+    """Every floating input times (1 ± u), signs at random: what merely storing it in the dtype costs."""
+    out = []
+    for v in values:
+        if isinstance(v, torch.Tensor) and v.is_floating_point():
+            signs = torch.randint(0, 2, v.shape, generator=gen, dtype=torch.float64).mul_(2).sub_(1).to(v.device)
+            out.append((v.detach().double() * (1 + u * signs)).requires_grad_(v.requires_grad))
+        else:
+            out.append(v)
+    return out
 
 
 def _compare(case: Case, dtype: torch.dtype, factor: float) -> str | tuple[str | None, str, dict[str, float]]:
     f64 = torch.float64
+    u = unit_roundoff(dtype)
     rounded = [
         v.detach().to(dtype).requires_grad_(v.requires_grad)
         if isinstance(v, torch.Tensor) and v.is_floating_point()
         else v
         for v in case.values
     ]
-    reference = [
-        v.detach().to(f64).requires_grad_(v.requires_grad)
-        if isinstance(v, torch.Tensor) and v.is_floating_point()
-        else v
-        for v in rounded
-    ]
-    ref_outputs = case.call(reference, f64)
-    ref_diff = differentiable_outputs(ref_outputs)
-    cotangents = [c.to(dtype) for c in case.random_cotangents(ref_diff, "low_precision")]
-    ref_grads = torch.autograd.grad(
-        ref_diff, [reference[i] for i in case.diff_indices], [c.to(f64) for c in cotangents], allow_unused=True
-    )
+    ref_diff, ref_grads, cotangents64 = _run64(case, rounded, None)
+    cotangents = [c.to(dtype) for c in cotangents64]
+    cotangents64 = [c.to(f64) for c in cotangents]
+    ref_diff, ref_grads, _ = _run64(case, rounded, cotangents64)
     low = [v.detach().clone().requires_grad_(v.requires_grad) if isinstance(v, torch.Tensor) else v for v in rounded]
     try:
         outputs = case.call(low, dtype)
@@ -86,33 +116,38 @@ def _compare(case: Case, dtype: torch.dtype, factor: float) -> str | tuple[str |
         if "not implemented for" in str(error) or "not supported" in str(error).lower():
             return f"unsupported on {case.device.type} ({describe_exception(error)})"
         raise
-    u = unit_roundoff(dtype)
-    pairs = [
-        (f"output {k}" if len(ref_diff) > 1 else "out", a, b)
-        for k, (a, b) in enumerate(zip(low_diff, ref_diff, strict=True))
-    ]
-    pairs += [
-        (f"∂{n}", a, b)
-        for n, a, b in zip(case.diff_names, grads, ref_grads, strict=True)
-        if a is not None and b is not None
-    ]
+    labels = [f"output {k}" if len(ref_diff) > 1 else "out" for k in range(len(ref_diff))]
+    labels += [f"∂{n}" for n in case.diff_names]
+    wants = [*ref_diff, *ref_grads]
+    gots = [*low_diff, *grads]
+    # How much the exact result moves when the inputs move by one unit of roundoff: the error any
+    # implementation in this dtype can have (large where a sum cancels).
+    gen = torch.Generator().manual_seed(derive_seed(case.seed, "low_precision", dtype_name(dtype)))
+    conditioning = [0.0] * len(wants)
+    for _ in range(CONDITIONING_DRAWS):
+        moved_out, moved_grads, _ = _run64(case, _perturbed(rounded, u, gen), cotangents64)
+        for k, (moved, want) in enumerate(zip([*moved_out, *moved_grads], wants, strict=True)):
+            if moved is not None and want is not None:
+                conditioning[k] = max(conditioning[k], rel_error(moved, want))
     numbers: dict[str, float] = {}
-    for label, got, want in pairs:
+    for label, got, want, cond in zip(labels, gots, wants, conditioning, strict=True):
+        if got is None or want is None:
+            continue
         if not bool(torch.isfinite(got).all()) and bool(torch.isfinite(want).all()):
             peak = float(want.detach().abs().max())
             limit = torch.finfo(dtype).max
             why = f" (float64 reaches {peak:.3g}; {dtype_name(dtype)} max {limit:.3g})" if peak > limit / 4 else ""
             return f"{label} is not finite{why} — overflow", "", numbers
         err = rel_error(got, want)
-        # What rounding the exact result to the dtype loses by itself (more than u where values
-        # fall into the subnormal range, as tiny gradients of a mean over many elements do).
-        floor = max(u, rel_error(want.to(dtype), want))
+        # The floor: one unit of roundoff, or what rounding the exact result to the dtype loses
+        # (more where values are subnormal), or what the problem's conditioning costs.
+        floor = max(u, rel_error(want.to(dtype), want), cond)
         numbers[label] = err / u
         if err > factor * floor:
             ulps = "inf" if math.isinf(err) else f"{err / u:.0f}"
             return (
-                f"{label} rel err {err:.2g} = {ulps} u > {factor:g} × {floor / u:.1f} u (rounding alone) "
-                "— loses precision",
+                f"{label} rel err {err:.2g} = {ulps} u > {factor:g} × {floor / u:.1f} u (rounding and "
+                "conditioning alone) — loses precision",
                 "",
                 numbers,
             )
