@@ -36,7 +36,13 @@ def check(
     options = RunOptions(
         device=device, seed=seed, checks=tuple(checks) if checks else None, skip=tuple(skip), jobs=jobs
     )
-    return run_checks(_jobs(target, spec), options)
+    jobs_to_run = _jobs(target, spec)
+    if jobs > 0 and any(job.target is not None for job in jobs_to_run):
+        raise LossctlError(
+            "an object passed to lossctl.check runs in this process only (jobs=0)",
+            hint="pass its dotted path instead to run it in worker processes",
+        )
+    return run_checks(jobs_to_run, options)
 
 
 def assert_gradients(

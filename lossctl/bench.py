@@ -407,16 +407,14 @@ def _bench_case(case: Case, dtype: torch.dtype | None, options: BenchOptions, th
     )
     try:
         mine = measure(case.function(dtype), values, case, options, threads)
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # the user's code raised, or called sys.exit
         return replace(base, error=describe_exception(error), traceback=format_user_traceback(error))
     reference = None
     if case.spec.reference:
         from lossctl.checks.reference import load_reference
 
         try:
-            ref_fn = load_reference(case)
-            kwargs = dict(case.spec.reference_kwargs)
-            reference = measure(lambda *a: ref_fn(*a, **kwargs), case.fresh(dtype), case, options, threads)
+            reference = measure(load_reference(case), case.fresh(dtype), case, options, threads)
         except Exception as error:
             return replace(
                 base,
@@ -467,7 +465,7 @@ def measure(fn: Callable[..., Any], values: list[Any], case: Case, options: Benc
 
 
 def _time(work: Callable[[], None], device: torch.device, options: BenchOptions, threads: int) -> Timing:
-    _warm_up(work, device)
+    _warm_up(work, device, budget_s=min(1.0, 5 * options.min_time))
     timer = Timer(stmt="work()", globals={"work": work}, num_threads=threads)
     measurement = timer.adaptive_autorange(
         threshold=NOISY, min_run_time=options.min_time, max_run_time=options.max_time

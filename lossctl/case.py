@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from lossctl.device import seed_device
 from lossctl.inputs import build_inputs, derive_seed
 from lossctl.spec import CasePoint, Spec
 from lossctl.target import Target
@@ -81,9 +82,25 @@ class Case:
             self._callables[key] = self.target.make_callable(self.spec.module_kwargs, device=self.device, dtype=dtype)
         return self._callables[key]
 
-    def call(self, values: Sequence[Any], dtype: torch.dtype | None = None) -> tuple[Any, ...]:
+    def call(self, values: Sequence[Any], dtype: torch.dtype | None = None, stream: str = "forward") -> tuple[Any, ...]:
+        """Run forward. Every call draws the same random numbers (a forward with dropout or noise
+        gives comparable outputs across the calls a check makes), and the caller's random stream
+        is left as it was."""
         kwargs = {k: _copy(v, dtype) for k, v in self.kwargs.items()}
-        return as_outputs(self.function(dtype)(*values, **kwargs))
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            seed_device(self.device, derive_seed(self.seed, stream))
+            return as_outputs(self.function(dtype)(*values, **kwargs))
+
+    def forward_is_random(self) -> bool:
+        """Whether forward draws random numbers (dropout, noise): two calls with different random
+        streams give different outputs."""
+        first = self.call(self.fresh(), stream="forward")
+        second = self.call(self.fresh(), stream="forward-other")
+        return any(
+            isinstance(a, torch.Tensor) and not torch.equal(a.detach(), b.detach())
+            for a, b in zip(first, second, strict=True)
+        )
 
     def substitute(self, values: Sequence[Any], diff: Sequence[torch.Tensor]) -> list[Any]:
         """`values` with the differentiable positions replaced by `diff`, in order."""

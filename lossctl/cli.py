@@ -5,6 +5,7 @@ Imports nothing heavy at module level, so `lossctl --help` never imports torch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
@@ -58,8 +59,9 @@ class CheckCommand:
     targets: tuple[str, ...]
     device: str | None
     seed: int | None
-    checks: tuple[str, ...] | None
-    skip: tuple[str, ...]
+    checks: str | None
+    """As given: comma-separated ids."""
+    skip: str | None
     formats: tuple[Format, ...]
     outputs: tuple[Path, ...]
     verbose: bool
@@ -99,9 +101,14 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def _split(value: str | None) -> tuple[str, ...]:
-    if not value:
+    if value is None:
         return ()
-    return tuple(part.strip() for part in value.split(",") if part.strip())
+    parts = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not parts:
+        from lossctl.errors import UsageError
+
+        raise UsageError(f"`{value}` names no check id", hint="give comma-separated ids, e.g. gradcheck,linearity")
+    return parts
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -175,8 +182,8 @@ def check(
         targets=tuple(targets or ()),
         device=device,
         seed=seed,
-        checks=_split(checks) or None,
-        skip=_split(skip),
+        checks=checks,
+        skip=skip,
         formats=tuple(fmt or ()),
         outputs=tuple(output or ()),
         verbose=verbose or explain,
@@ -331,6 +338,10 @@ def _run_bench(command: BenchCommand) -> ExitCode:
         )
     if report.cases and all(c.setup_failed for c in report.cases):
         return ExitCode.USAGE  # nothing could be loaded
+    if options.fail_slower is not None and not report.comparisons:
+        err.print(f"[bold red]error:[/] --fail-slower: no case matches {command.compare}, so nothing was compared")
+        err.print("[cyan]hint:[/] run bench on the same targets (and --dims) as the saved run")
+        return ExitCode.USAGE
     if report.errors or report.regressions:
         return ExitCode.CHECK_FAILED
     return ExitCode.OK
@@ -375,8 +386,8 @@ def _run_check(command: CheckCommand) -> ExitCode:
     options = RunOptions(
         device=command.device or project.device or "auto",
         seed=command.seed,
-        checks=command.checks,
-        skip=command.skip or project.skip,
+        checks=_split(command.checks) or None,
+        skip=tuple(dict.fromkeys((*project.skip, *_split(command.skip)))),
         base_checks=project.checks,
         jobs=_parse_jobs(command.jobs or project.jobs or "1"),
         timeout=timeout,
@@ -395,8 +406,15 @@ def _run_check(command: CheckCommand) -> ExitCode:
     if plan.stdout is Format.TABLE and err.is_terminal:
         with err.status("checking…") as status:
             report = run_checks(jobs, options, lambda case, result: status.update(f"{case} · {result.check}"))
-    else:
+    elif plan.stdout is Format.TABLE:
         report = run_checks(jobs, options)
+    else:
+        # The report on stdout must stay parseable: what the user's code prints goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            report = run_checks(jobs, options)
+    if report.interrupted and not report.cases:
+        err.print("[yellow]interrupted before any case finished[/]")
+        return ExitCode.INTERRUPTED
     if not report.cases:
         err.print("nothing to check: this shard holds no case" if options.shard else "nothing to check")
         return ExitCode.OK

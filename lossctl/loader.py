@@ -29,7 +29,12 @@ class Reference:
     def key(self) -> tuple[str, ...]:
         """A comparable form: `a.b:C` and `a.b.C` are the same reference."""
         if self.file is not None:
-            return ("file", str(self.file.resolve()), self.attr or "")
+            resolved = self.file.resolve()
+            try:  # a file under the current directory is also importable by its dotted name
+                relative = resolved.relative_to(Path.cwd().resolve())
+            except ValueError:
+                return ("file", str(resolved), self.attr or "")
+            return ("dotted", ".".join((*relative.with_suffix("").parts, self.attr or "")))
         dotted = self.module if self.attr is None else f"{self.module}.{self.attr}"
         return ("dotted", dotted)
 
@@ -66,7 +71,7 @@ def parse_reference(text: str, *, base_dir: Path | None = None) -> Reference:
 def load_object(text: str, *, base_dir: Path | None = None) -> tuple[Any, Reference]:
     """Import the object a TARGET names; raise LoadError saying what was tried and how to fix it."""
     ref = parse_reference(text, base_dir=base_dir)
-    _ensure_cwd_importable()
+    ensure_cwd_importable()
     if ref.file is not None:
         module = _import_file(ref.file)
         return _get_attr(module, ref.attr or "", text), ref
@@ -112,7 +117,7 @@ class _NotFound(LoadError):
         self.error = error
 
 
-def _ensure_cwd_importable() -> None:
+def ensure_cwd_importable() -> None:
     # `python -m` puts the current directory first on sys.path; the console script does not.
     cwd = str(Path.cwd())
     if cwd not in sys.path and "" not in sys.path:

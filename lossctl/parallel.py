@@ -74,6 +74,9 @@ def _worker_main(connection: Any, options: Any, cwd: str, threads: int) -> None:
 
     warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
     os.chdir(cwd)
+    # What the user's code prints goes to stderr: stdout carries lossctl's report (maybe JSON).
+    sys.stdout.flush()
+    os.dup2(2, 1)
     torch.set_num_threads(threads)  # workers share the cores instead of oversubscribing them
     warm_up(resolve_device(options.device))
     while True:

@@ -66,10 +66,11 @@ def write_repro_scripts(report: Report, jobs: Sequence[Job], directory: Path, op
             continue
         spec = spec_to_dict(job.spec, case.dims or None)
         spec["seed"] = case.seed
-        function = spec["function"]
-        if ".py:" in function and job.spec.source:
-            path, _, name = function.rpartition(":")
-            spec["function"] = f"{(job.spec.base_dir / path).resolve()}:{name}"
+        for key in ("function", "reference"):  # file references: absolute, wherever the script runs
+            value = spec.get(key)
+            if value and ".py:" in value:
+                path, _, name = value.rpartition(":")
+                spec[key] = f"{(job.spec.base_dir / path).resolve()}:{name}"
         path = directory / f"{_safe(case.case)}__{result.check}.py"
         text = TEMPLATE.format(
             check=result.check,

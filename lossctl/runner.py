@@ -154,6 +154,11 @@ def build_cases(
     try:
         obj = job.target if job.target is not None else load_object(spec.function, base_dir=spec.base_dir)[0]
         target = classify(obj, spec.function)
+        if spec.reference:  # a reference that does not load is a spec mistake, like the Function
+            try:
+                load_object(spec.reference, base_dir=spec.base_dir)
+            except LossctlError as error:
+                raise LossctlError(f"reference: {error.message}", hint=error.hint, details=error.details) from None
         if not spec.args_given:
             spec = with_default_args(spec, target.required_parameters())
             if notes is not None:
@@ -170,7 +175,7 @@ def build_cases(
             yield _build_case(case_id, spec, point, target, device, seed)
         except LossctlError as error:
             yield SetupFailure(case_id, dict(point.dims), _in_spec(spec, error.message), error.hint, error.details)
-        except Exception as error:  # the user's constructor or module raised
+        except (Exception, SystemExit) as error:  # the user's constructor or module raised
             message = f"building the inputs or the module raised {describe_exception(error)}"
             yield SetupFailure(case_id, dict(point.dims), message, None, format_user_traceback(error))
 
@@ -319,7 +324,7 @@ def _run_one(
         outcome = Outcome.failed(
             f"no output requires grad although {', '.join(case.diff_names)} do", hint=NO_OUTPUT_HINT
         )
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # SystemExit: the user's code called sys.exit
         rejection = engine_rejection(case, error) if isinstance(error, RuntimeError) else None
         if rejection is not None:  # autograd refused what backward returned: a finding, not a crash
             if rejected is not None and rejection in rejected:

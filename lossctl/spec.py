@@ -492,6 +492,8 @@ class _Reader:
                 if not value:
                     raise self.error((*path, name), "a sweep needs at least one size")
                 sizes = tuple(self.integer(v, (*path, name, i), minimum=1) for i, v in enumerate(value))
+                if len(set(sizes)) != len(sizes):
+                    raise self.error((*path, name), f"a size appears twice in the sweep {list(sizes)}")
             else:
                 sizes = (self.integer(value, (*path, name), minimum=1),)
             dims[name] = sizes

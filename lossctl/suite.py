@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lossctl.errors import LoadError, SpecError, UsageError
-from lossctl.loader import parse_reference
+from lossctl.loader import ensure_cwd_importable, parse_reference
 from lossctl.spec import Spec, find_spec_files, load_spec_file
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -116,13 +116,14 @@ def changed_files(ref: str, cwd: Path | None = None) -> set[Path]:
 
     root = Path(git("rev-parse", "--show-toplevel").strip())
     git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-    names = git("diff", "--name-only", ref, "--").splitlines()
-    names += git("ls-files", "--others", "--exclude-standard").splitlines()
+    names = git("diff", "--name-only", ref, "--").splitlines()  # relative to the repository root
+    names += git("ls-files", "--others", "--exclude-standard", "--full-name", "--", str(root)).splitlines()
     return {(root / name).resolve() for name in names if name}
 
 
 def function_source(spec: Spec) -> Path | None:
     """The file that defines a spec's Function, found without importing it where possible."""
+    ensure_cwd_importable()
     try:
         ref = parse_reference(spec.function, base_dir=spec.base_dir)
     except LoadError:

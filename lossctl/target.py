@@ -103,6 +103,7 @@ class Target:
                         "through Function.apply",
                         hint="make it a positional parameter",
                     )
+                _refuse_unchecked_gradient(p.name, value, self.signature)
                 keyword[p.name] = value
             else:
                 positional.append((p.name, value))
@@ -110,6 +111,7 @@ class Target:
             if var_positional is not None:
                 positional.append((name, values[name]))
             else:
+                _refuse_unchecked_gradient(name, values[name], self.signature)
                 keyword[name] = values[name]
         return positional, keyword
 
@@ -138,11 +140,22 @@ class Target:
             member = inspect.getattr_static(holder, "forward", None)
         else:
             member = holder
-        member = getattr(member, "__func__", member)
+        member = inspect.unwrap(getattr(member, "__func__", member))  # @once_differentiable wraps backward
         try:
             return inspect.getsourcefile(member), inspect.getsourcelines(member)[1]
         except (TypeError, OSError):
             return None, None
+
+
+def _refuse_unchecked_gradient(name: str, value: Any, signature: str) -> None:
+    """Keyword arguments are passed but not differentiated: a tensor that requires grad there
+    would go unchecked, so say so instead of passing silently."""
+    if getattr(value, "requires_grad", False):
+        raise BindError(
+            f"args.{name}: `{signature}` takes `{name}` by keyword, and lossctl checks the gradients "
+            "of positional arguments only",
+            hint=f"make `{name}` a positional parameter, or set `requires_grad: false` on it",
+        )
 
 
 def classify(obj: Any, ref: str) -> Target:

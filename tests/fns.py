@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.autograd import Function
+from torch.autograd.function import once_differentiable
 
 # --------------------------------------------------------------------------- correct
 
@@ -337,3 +338,66 @@ class DotProduct(Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, w = ctx.saved_tensors
         return grad * w, grad * x
+
+
+class DropoutMSE(Function):
+    """A correct random forward: the dropout mask is drawn in forward and saved for backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        mask = (torch.rand_like(x) > 0.3).to(x.dtype) / 0.7
+        d = (x - t) * mask
+        ctx.save_for_backward(d, mask)
+        return (d * d).mean()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d, mask = ctx.saved_tensors
+        g = grad * 2 * d * mask / d.numel()
+        return g, -g
+
+
+class MSEWithReduction(Function):
+    """MSE with a `reduction` option, like torch's own losses."""
+
+    @staticmethod
+    def forward(ctx: Any, input: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        diff = input - target
+        ctx.save_for_backward(diff)
+        ctx.scale = 1.0 if reduction == "sum" else 1.0 / diff.numel()
+        return (diff * diff).sum() * ctx.scale
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        (diff,) = ctx.saved_tensors
+        g = grad * 2 * diff * ctx.scale
+        return g, -g, None
+
+
+def weighted_by_keyword(x: torch.Tensor, *, weight: torch.Tensor) -> torch.Tensor:
+    """A callable whose tensor `weight` can only be passed by keyword."""
+    return (Square.apply(x) * weight).sum()
+
+
+class Prints(Function):
+    """Prints from forward: must not corrupt a JSON report on stdout."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        print("hello from forward")
+        return x * 2
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad * 2
+
+
+class CallsSysExit(Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        raise SystemExit(3)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad

@@ -75,3 +75,21 @@ def test_bad_ref_and_no_repo(run_cli, repo, tmp_path_factory):
     (elsewhere / "configs" / "x.yaml").write_text("function: tests.fns.Square\n")
     result = run_cli("check", "--changed-since", "HEAD", cwd=elsewhere)
     assert result.exit_code == 2 and "is not inside a git repository" in result.stderr
+
+
+def test_untracked_spec_found_from_a_subfolder(run_cli, repo):
+    (repo / "configs" / "c.yaml").write_text("function: losses_a.Twice\nname: c\nargs: {x: {shape: [3]}}\n")
+    result = run_cli(
+        "check",
+        str(repo / "configs"),
+        "--changed-since",
+        "HEAD",
+        "-j",
+        "0",
+        "--checks",
+        "forward",
+        "-f",
+        "json",
+        cwd=repo / "configs",
+    )
+    assert names(result) == ["c"]

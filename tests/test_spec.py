@@ -179,6 +179,7 @@ def test_missing_args_means_default_inputs():
         ("function: a.B\nargs:\n  t: {shape: [], init: simplex}\n", "args.t.shape", 3, "at least one dim"),
         ("function: a.B\ndims: {N: 0}\n", "dims.N", 2, ">= 1"),
         ("function: a.B\ndims: {N: []}\n", "dims.N", 2, "at least one size"),
+        ("function: a.B\ndims: {N: [2, 2]}\n", "dims.N", 2, "appears twice"),
         ("function: a.B\nseed: -1\n", "seed", 2, ">= 0"),
         ("function: a.B\nseed: abc\n", "seed", 2, "expected an integer"),
         ("function: [a]\n", "function", 1, "dotted path"),

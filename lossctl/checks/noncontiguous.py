@@ -31,6 +31,8 @@ def noncontiguous_like(tensor: torch.Tensor) -> torch.Tensor:
 
 def check_noncontiguous(case: Case) -> Outcome:
     require_differentiable_inputs(case)
+    if case.forward_is_random():
+        raise Skip("forward draws random numbers, and a strided layout changes which element gets which random number")
     values = case.fresh()
     outputs = case.call(values)
     diff_out = differentiable_outputs(outputs)

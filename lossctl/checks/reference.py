@@ -13,6 +13,8 @@ ones). Works where gradcheck cannot run (bfloat16 kernels).
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,13 +32,30 @@ DEFAULT_FLOOR = 2.0
 _UNSUPPORTED = ("not implemented for", "not supported", "unsupported")
 
 
-def load_reference(case: Case) -> Any:
+def load_reference(case: Case) -> Callable[..., Any]:
+    """The reference as a function of the Function's positional inputs: arguments go by name
+    where the reference has a parameter of that name (so `reduction` lands in `reduction`), the
+    rest by position, plus `reference_kwargs`."""
     obj, _ = load_object(case.spec.reference or "", base_dir=case.spec.base_dir)
     if isinstance(obj, type) and issubclass(obj, torch.nn.Module):
         obj = obj().to(case.device)
     if not callable(obj):
         raise TypeError(f"reference `{case.spec.reference}` is a {type(obj).__name__}, not callable")
-    return obj
+    try:
+        params = inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        params = {}
+    by_name = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    names = case.names
+    extra = dict(case.spec.reference_kwargs)  # wins over a Function argument of the same name
+
+    def call(*values: Any) -> Any:
+        pairs = [(n, v) for n, v in zip(names, values, strict=True) if n not in extra]
+        positional = [v for n, v in pairs if n not in by_name]
+        keyword = {n: v for n, v in pairs if n in by_name}
+        return obj(*positional, **keyword, **extra)
+
+    return call
 
 
 def _as_tuple(result: Any) -> tuple[Any, ...]:
@@ -53,9 +72,9 @@ def _leaves(values: list[Any], dtype: torch.dtype) -> list[Any]:
 
 
 def _run(
-    fn: Any, values: list[Any], indices: tuple[int, ...], cotangents: list[torch.Tensor] | None, kwargs: dict
+    fn: Any, values: list[Any], indices: tuple[int, ...], cotangents: list[torch.Tensor] | None
 ) -> tuple[list[torch.Tensor], list[torch.Tensor | None], list[torch.Tensor]]:
-    outputs = differentiable_outputs(_as_tuple(fn(*values, **kwargs)))
+    outputs = differentiable_outputs(_as_tuple(fn(*values)))
     if cotangents is None:
         return outputs, [], []
     grads = torch.autograd.grad(outputs, [values[i] for i in indices], cotangents, allow_unused=True)
@@ -66,16 +85,17 @@ def check_reference(case: Case) -> Outcome:
     if not case.spec.reference:
         raise Skip("no `reference:` in the spec")
     require_differentiable_inputs(case)
+    if case.forward_is_random():
+        raise Skip("forward draws random numbers, and the reference draws other random numbers")
     reference = load_reference(case)
     options = case.spec.check_options.get("reference", {})
     factor = float(options.get("factor", DEFAULT_FACTOR))
     floor_u = float(options.get("floor", DEFAULT_FLOOR))
-    kwargs = dict(case.spec.reference_kwargs)
     names = case.spec.dtypes or default_dtypes(case.device)
     parts, skipped, data = [], [], {}
     for name in names:
         dtype = torch_dtype(name)
-        result = _compare(case, reference, kwargs, dtype, factor, floor_u)
+        result = _compare(case, reference, dtype, factor, floor_u)
         if isinstance(result, str):
             skipped.append(f"{name}: {result}")
             continue
@@ -96,22 +116,22 @@ def check_reference(case: Case) -> Outcome:
 
 
 def _compare(
-    case: Case, reference: Any, kwargs: dict, dtype: torch.dtype, factor: float, floor_u: float
+    case: Case, reference: Any, dtype: torch.dtype, factor: float, floor_u: float
 ) -> str | tuple[str | None, str, dict[str, Any]]:
     f64 = torch.float64
     rounded = _leaves(list(case.values), dtype)
     indices = case.diff_indices
     try:
         truth_values = _leaves(rounded, f64)
-        truth_out, _, _ = _run(reference, truth_values, indices, None, kwargs)
+        truth_out, _, _ = _run(reference, truth_values, indices, None)
     except Exception as error:
         return f"the reference cannot run in float64 ({describe_exception(error)})"
     cotangents64 = [c.to(dtype).to(f64) for c in case.random_cotangents(truth_out, "reference")]
-    truth_out, truth_grads, _ = _run(reference, _leaves(rounded, f64), indices, cotangents64, kwargs)
+    truth_out, truth_grads, _ = _run(reference, _leaves(rounded, f64), indices, cotangents64)
     cotangents = [c.to(dtype) for c in cotangents64]
     try:
-        fn_out, fn_grads, _ = _run(case.function(dtype), _leaves(rounded, dtype), indices, cotangents, {})
-        ref_out, ref_grads, _ = _run(reference, _leaves(rounded, dtype), indices, cotangents, kwargs)
+        fn_out, fn_grads, _ = _run(case.function(dtype), _leaves(rounded, dtype), indices, cotangents)
+        ref_out, ref_grads, _ = _run(reference, _leaves(rounded, dtype), indices, cotangents)
     except (RuntimeError, NotImplementedError, TypeError) as error:
         if any(word in str(error) for word in _UNSUPPORTED):
             return f"unsupported on {case.device.type} ({describe_exception(error)})"

@@ -60,7 +60,8 @@ def write_outputs(report: Report, plan: OutputPlan, *, verbose: bool, console: C
                 handle.write(_text(report, Format.MARKDOWN, verbose))
         except OSError as error:
             err.print(f"[yellow]warning:[/] cannot append to GITHUB_STEP_SUMMARY ({error.strerror})")
-    if os.environ.get("GITHUB_ACTIONS") == "true" and plan.stdout is not Format.GITHUB:
+    # Annotations join the human formats on stdout; JSON or JUnit on stdout must stay parseable.
+    if os.environ.get("GITHUB_ACTIONS") == "true" and plan.stdout in (Format.TABLE, Format.MARKDOWN):
         sys.stdout.write(_text(report, Format.GITHUB, verbose))
 
 
