@@ -31,6 +31,7 @@ class Case:
     values: tuple[Any, ...]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     _callables: dict[Any, Callable[..., Any]] = field(default_factory=dict, repr=False)
+    _random_forward: bool | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ inputs
 
@@ -94,13 +95,15 @@ class Case:
 
     def forward_is_random(self) -> bool:
         """Whether forward draws random numbers (dropout, noise): two calls with different random
-        streams give different outputs."""
-        first = self.call(self.fresh(), stream="forward")
-        second = self.call(self.fresh(), stream="forward-other")
-        return any(
-            isinstance(a, torch.Tensor) and not torch.equal(a.detach(), b.detach())
-            for a, b in zip(first, second, strict=True)
-        )
+        streams give different outputs. Measured once per case: three checks ask."""
+        if self._random_forward is None:
+            first = self.call(self.fresh(), stream="forward")
+            second = self.call(self.fresh(), stream="forward-other")
+            self._random_forward = any(
+                isinstance(a, torch.Tensor) and not torch.equal(a.detach(), b.detach())
+                for a, b in zip(first, second, strict=True)
+            )
+        return self._random_forward
 
     def substitute(self, values: Sequence[Any], diff: Sequence[torch.Tensor]) -> list[Any]:
         """`values` with the differentiable positions replaced by `diff`, in order."""
