@@ -13,6 +13,18 @@ from typing import IO, Any
 import yaml
 
 from lossctl.errors import SpecError
+from lossctl.limits import (
+    INT64_RANGE,
+    INT_RANGES,
+    ITEM_BYTES,
+    MAX_DIM,
+    MAX_ELEMENTS,
+    MAX_INPUT_BYTES,
+    MAX_SPEC_BYTES,
+    YamlLimitError,
+    compose_bounded,
+    format_bytes,
+)
 
 FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
 INT_DTYPES = ("int64", "int32", "int16", "int8", "uint8")
@@ -181,6 +193,47 @@ def sweep(spec: Spec) -> list[CasePoint]:
     return points
 
 
+MAX_CASES_PER_SPEC = 1_000
+"""Points a spec's dims sweep may hold: each is a case that runs every check."""
+
+
+def input_bytes(spec: Spec, overrides: Mapping[str, Sequence[int]] | None = None) -> tuple[int, dict[str, int]]:
+    """Bytes of the tensors the spec's largest case asks for, and that case's dims (sizes only
+    grow the inputs, so the largest case takes every dim at its largest)."""
+    sizes = {**spec.dims, **(overrides or {})}
+    dims = {name: max(values) for name, values in sizes.items()}
+    total = 0
+    for arg in spec.args.values():
+        if isinstance(arg, TensorArg):
+            shape = [dims.get(s, 0) if isinstance(s, str) else s for s in arg.shape]
+            total += math.prod(shape) * ITEM_BYTES[arg.dtype]
+    return total, dims
+
+
+def check_input_memory(
+    specs: Sequence[Spec], *, limit: int | None = MAX_INPUT_BYTES, overrides: Mapping[str, Sequence[int]] | None = None
+) -> None:
+    """Refuse a spec whose largest case asks for more input memory than `limit` (None: no limit),
+    before any tensor is built."""
+    if limit is None:
+        return
+    for spec in specs:
+        total, dims = input_bytes(spec, overrides)
+        if total > limit:
+            shown = ", ".join(
+                f"{k}={v:,}"
+                for k, v in dims.items()
+                if k in {s for a in spec.args.values() if isinstance(a, TensorArg) for s in a.shape}
+            )
+            raise SpecError(
+                f"{spec.name}: the inputs{f' at {shown}' if shown else ''} need {format_bytes(total)}, "
+                f"more than the {format_bytes(limit)} allowed",
+                source=spec.source,
+                line=spec.line,
+                hint="make the dims smaller, or pass --allow-large to run it anyway",
+            )
+
+
 def with_default_args(spec: Spec, parameters: Sequence[str]) -> Spec:
     """The spec with every required parameter a float64 [N, C] tensor (when `args:` is absent)."""
     dims = {**{k: (v,) for k, v in DEFAULT_DIMS.items()}, **spec.dims}
@@ -195,11 +248,17 @@ def load_spec_file(path: str | Path, *, tolerance: Mapping[str, float] | None = 
     """Read every spec in one YAML file; `tolerance` gives defaults (the project config's)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.is_dir():
+            raise SpecError("is a folder, not a spec file", source=str(path))
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_SPEC_BYTES + 1)
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise SpecError("no such file", source=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read the file ({exc})", source=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"not UTF-8 text (byte {exc.start} is {raw[exc.start]:#04x})", source=str(path)) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read the file ({exc.strerror or exc})", source=str(path)) from None
     return load_specs(text, source=str(path), tolerance=tolerance)
 
 
@@ -207,10 +266,19 @@ def load_specs(
     stream: str | IO[str], *, source: str | None = None, tolerance: Mapping[str, float] | None = None
 ) -> list[Spec]:
     """Parse and validate specs from YAML text; `source` names the file in error messages."""
-    text = stream if isinstance(stream, str) else stream.read()
+    text = stream if isinstance(stream, str) else stream.read(MAX_SPEC_BYTES + 1)
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError(
+            f"larger than the {format_bytes(MAX_SPEC_BYTES)} a spec file may be",
+            source=source,
+            hint="a spec describes inputs; it does not hold them",
+        )
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root, data = compose_bounded(text)
+    except YamlLimitError as exc:
+        raise SpecError(f"refused: {exc.problem}", source=source, line=exc.line) from None
+    except (ValueError, OverflowError) as exc:  # a scalar YAML matched but Python refuses (2001-13-45)
+        raise SpecError(f"invalid YAML value: {str(exc)[:200]}", source=source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -290,12 +358,24 @@ def _format_path(path: Sequence[Any]) -> str:
     return out
 
 
+def _short_int(value: float) -> str:
+    """A number short enough for one line: 10**100 is `1e+100`, not a hundred digits."""
+    if abs(value) < 10**20:
+        return f"{value:,}"
+    try:
+        return f"{float(value):.3g}"
+    except OverflowError:  # an int beyond float's range (str() refuses past 4,300 digits)
+        return f"an integer of {int(value).bit_length():,} bits"
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "nothing (null)"
     if isinstance(value, bool):
         return f"a boolean ({str(value).lower()})"
-    if isinstance(value, int | float):
+    if isinstance(value, int):
+        return f"a number ({_short_int(value)})"
+    if isinstance(value, float):
         return f"a number ({value})"
     if isinstance(value, str):
         return f"a string ({value!r})"
@@ -340,11 +420,15 @@ class _Reader:
             raise self.error(path, f"expected {what}, got {_kind(value)}")
         return value
 
-    def integer(self, value: Any, path: tuple[Any, ...], *, minimum: int | None = None) -> int:
+    def integer(
+        self, value: Any, path: tuple[Any, ...], *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error(path, f"expected an integer, got {_kind(value)}")
         if minimum is not None and value < minimum:
             raise self.error(path, f"expected an integer >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self.error(path, f"expected an integer <= {maximum:,}, got {_short_int(value)}")
         return value
 
     def number(
@@ -358,7 +442,10 @@ class _Reader:
                 raise self.error(path, f"expected a number, got {_kind(value)}") from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(path, f"expected a number, got {_kind(value)}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise self.error(path, f"expected a finite number, got {_kind(value)}") from None
         if not math.isfinite(value):
             raise self.error(path, f"expected a finite number, got {value}")
         if positive and value <= 0:
@@ -386,7 +473,7 @@ class _Reader:
         name = raw.get("name", function.replace(":", ".").rsplit(".", 1)[-1])
         if not isinstance(name, str) or not name.strip():
             raise self.error((*path, "name"), f"expected a non-empty string, got {_kind(name)}")
-        seed = self.integer(raw.get("seed", 0), (*path, "seed"), minimum=0)
+        seed = self.integer(raw.get("seed", 0), (*path, "seed"), minimum=0, maximum=INT64_RANGE[1])
         dims = self.dims(raw.get("dims", {}), (*path, "dims"))
         args_given = "args" in raw
         args = self.args(raw.get("args", {}), (*path, "args"), dims) if args_given else {}
@@ -491,12 +578,17 @@ class _Reader:
             if isinstance(value, list):
                 if not value:
                     raise self.error((*path, name), "a sweep needs at least one size")
-                sizes = tuple(self.integer(v, (*path, name, i), minimum=1) for i, v in enumerate(value))
+                sizes = tuple(
+                    self.integer(v, (*path, name, i), minimum=1, maximum=MAX_DIM) for i, v in enumerate(value)
+                )
                 if len(set(sizes)) != len(sizes):
                     raise self.error((*path, name), f"a size appears twice in the sweep {list(sizes)}")
             else:
-                sizes = (self.integer(value, (*path, name), minimum=1),)
+                sizes = (self.integer(value, (*path, name), minimum=1, maximum=MAX_DIM),)
             dims[name] = sizes
+        cases = math.prod(len(sizes) for sizes in dims.values())
+        if cases > MAX_CASES_PER_SPEC:
+            raise self.error(path, f"the sweep makes {cases:,} cases, more than {MAX_CASES_PER_SPEC:,}")
         return dims
 
     def args(self, raw: Any, path: tuple[Any, ...], dims: Mapping[str, tuple[int, ...]]) -> dict[str, Arg]:
@@ -508,8 +600,21 @@ class _Reader:
             if isinstance(value, dict):
                 args[name] = self.tensor(value, (*path, name), dims)
             else:
+                self.plain_value(value, (*path, name))
                 args[name] = ValueArg(value)
         return args
+
+    def plain_value(self, value: Any, path: tuple[Any, ...]) -> None:
+        """Integers passed to forward as they are must fit torch's int64."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not INT64_RANGE[0] <= value <= INT64_RANGE[1]:
+                raise self.error(path, f"{_short_int(value)} does not fit a 64-bit integer")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                self.plain_value(item, (*path, i))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                self.plain_value(item, (*path, key))
 
     def tensor(self, raw: dict, path: tuple[Any, ...], dims: Mapping[str, tuple[int, ...]]) -> TensorArg:
         self.check_keys(raw, path, TENSOR_KEYS)
@@ -523,7 +628,7 @@ class _Reader:
             raise self.error((*path, "shape"), f"expected a list of sizes, got {_kind(shape_raw)}")
         shape: list[int | str] = []
         for i, size in enumerate(shape_raw):
-            shape.append(self.size(size, (*path, "shape", i), dims))
+            shape.append(self.size(size, (*path, "shape", i), dims, minimum=1, maximum=MAX_DIM))
 
         dtype = raw.get("dtype", "float64")
         if not isinstance(dtype, str):
@@ -577,9 +682,11 @@ class _Reader:
         for key in ("low", "high"):
             if key in raw:
                 if init == "randint":
-                    values[key] = self.size(raw[key], (*path, key), dims, minimum=None)
+                    values[key] = self.size(raw[key], (*path, key), dims, minimum=INT64_RANGE[0])
                 else:
                     values[key] = self.number(raw[key], (*path, key))
+        if dtype in INT_RANGES:
+            self._check_dtype_range(dtype, init, values, path, dims)
         if init == "randint":
             if "high" not in values:
                 raise self.error(
@@ -589,7 +696,32 @@ class _Reader:
             self._check_range(values.get("low", 0), values["high"], path, dims)
         if init == "uniform":
             self._check_range(values.get("low", 0.0), values.get("high", 1.0), path, dims)
-        return TensorArg(shape=tuple(shape), dtype=dtype, init=init, requires_grad=requires_grad, **values)
+        tensor = TensorArg(shape=tuple(shape), dtype=dtype, init=init, requires_grad=requires_grad, **values)
+        elements = math.prod(max(dims[s]) if isinstance(s, str) else s for s in shape)
+        if elements > MAX_ELEMENTS:
+            raise self.error(
+                (*path, "shape"),
+                f"{_short_int(elements)} elements ({_short_int(elements * ITEM_BYTES[dtype])} bytes) "
+                "is more than any machine holds",
+            )
+        return tensor
+
+    def _check_dtype_range(
+        self, dtype: str, init: str, values: dict[str, Any], path: tuple[Any, ...], dims: Mapping[str, tuple[int, ...]]
+    ) -> None:
+        """Values an integer tensor is asked to hold must fit its dtype (uint8 would wrap mod 256)."""
+        lo, hi = INT_RANGES[dtype]
+        bounds = {"low": (lo, hi), "high": (lo + 1, hi + 1), "value": (lo, hi)}  # randint's high is exclusive
+        for key, (least, most) in bounds.items():
+            if key not in values:
+                continue
+            raw = values[key]
+            for number in dims[raw] if isinstance(raw, str) else (raw,):
+                if not least <= number <= most:
+                    raise self.error(
+                        (*path, key),
+                        f"{_short_int(number)} is out of range for {dtype} ({lo:,}..{hi:,})",
+                    )
 
     def _check_range(self, low: Any, high: Any, path: tuple[Any, ...], dims: Mapping[str, tuple[int, ...]]) -> None:
         def values(bound: Any) -> tuple[float, ...]:
@@ -610,6 +742,7 @@ class _Reader:
         dims: Mapping[str, tuple[int, ...]],
         *,
         minimum: int | None = 0,
+        maximum: int | None = None,
     ) -> int | str:
         if isinstance(value, str):
             if value not in dims:
@@ -620,7 +753,7 @@ class _Reader:
                     hint="define it under `dims:`, e.g. dims: {" + value + ": 8}",
                 )
             return value
-        return self.integer(value, path, minimum=minimum)
+        return self.integer(value, path, minimum=minimum, maximum=maximum if maximum is not None else INT64_RANGE[1])
 
     def tolerance(self, raw: Any, path: tuple[Any, ...]) -> Tolerance:
         raw = self.mapping(raw, path, "a mapping with eps, atol, rtol, nondet_tol")
