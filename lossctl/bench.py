@@ -249,6 +249,8 @@ class BenchReport:
     comparisons: tuple[Comparison, ...] = ()
     compared_with: str | None = None
     fingerprint_differences: tuple[str, ...] = ()
+    interrupted: bool = False
+    """Ctrl-C stopped the run: `cases` holds those that finished."""
 
     @property
     def regressions(self) -> list[Comparison]:
@@ -267,6 +269,7 @@ class BenchReport:
             "comparisons": [c.to_dict() for c in self.comparisons],
             "compared_with": self.compared_with,
             "fingerprint_differences": list(self.fingerprint_differences),
+            "interrupted": self.interrupted,
         }
 
 
@@ -316,18 +319,22 @@ def run_bench(jobs: Sequence[Job], options: BenchOptions, on_progress: OnProgres
     total = sum(n for _, n in planned)
     done = 0
     results: list[BenchCase] = []
-    for job, _ in planned:
-        seed = job.spec.seed if options.seed is None else options.seed
-        for item in build_cases(job, device, seed):
-            if isinstance(item, SetupFailure):
-                if on_progress:
-                    on_progress(item.case_id, done, total)
-                results.append(setup_failure(job, item))
-            else:
-                if on_progress:
-                    on_progress(item.id, done, total)
-                results.append(_bench_case(item, dtype, options, threads))
-            done += 1
+    interrupted = False
+    try:
+        for job, _ in planned:
+            seed = job.spec.seed if options.seed is None else options.seed
+            for item in build_cases(job, device, seed):
+                if isinstance(item, SetupFailure):
+                    if on_progress:
+                        on_progress(item.case_id, done, total)
+                    results.append(setup_failure(job, item))
+                else:
+                    if on_progress:
+                        on_progress(item.id, done, total)
+                    results.append(_bench_case(item, dtype, options, threads))
+                done += 1
+    except KeyboardInterrupt:  # keep what finished: the caller prints and saves it
+        interrupted = True
     if on_progress:
         on_progress("done", total, total)
     scaling = _scaling(results)
@@ -342,6 +349,7 @@ def run_bench(jobs: Sequence[Job], options: BenchOptions, on_progress: OnProgres
         comparisons=comparisons,
         compared_with=options.compare_name,
         fingerprint_differences=differences,
+        interrupted=interrupted,
     )
 
 
@@ -609,8 +617,8 @@ def load_saved(path: str) -> dict[str, Any]:
             data = json.load(handle)
     except FileNotFoundError:
         raise UsageError(f"--compare: no such file: {path}") from None
-    except (OSError, json.JSONDecodeError) as error:
-        raise UsageError(f"--compare: cannot read {path} ({error})") from None
+    except (OSError, ValueError) as error:  # ValueError: bad JSON, or bytes that are not UTF-8
+        raise UsageError(f"--compare: cannot read {path} ({str(error)[:200]})") from None
     if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION or "fingerprint" not in data:
         raise UsageError(f"--compare: {path} is not a lossctl bench --save file (schema_version {SCHEMA_VERSION})")
     return data
@@ -640,6 +648,6 @@ def parse_percent(text: str | None) -> float | None:
         fraction = float(value) / 100
     except ValueError:
         raise UsageError(f"--fail-slower: `{text}` is not a percentage", hint="e.g. --fail-slower 10%") from None
-    if fraction < 0:
-        raise UsageError("--fail-slower: the percentage must be positive")
+    if not 0 <= fraction < math.inf:  # nan compares false with everything: the gate could never trip
+        raise UsageError(f"--fail-slower: `{text}` must be a finite percentage of 0 or more")
     return fraction

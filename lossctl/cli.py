@@ -71,6 +71,7 @@ class CheckCommand:
     changed_since: str | None
     shard: str | None
     config: Path | None
+    allow_large: bool = False
 
 
 def _parse_jobs(text: str) -> int:
@@ -176,6 +177,9 @@ def check(
         Path | None,
         typer.Option("--config", help="Project config (default: ./lossctl.yaml or pyproject.toml [tool.lossctl])."),
     ] = None,
+    allow_large: Annotated[
+        bool, typer.Option("--allow-large", help="Run specs whose inputs need more than 1 GiB per case.")
+    ] = False,
 ) -> None:
     """Check forward, backward and gradients of Functions, from specs or by dotted path."""
     command = CheckCommand(
@@ -193,6 +197,7 @@ def check(
         changed_since=changed_since,
         shard=shard,
         config=config,
+        allow_large=allow_large,
     )
     raise typer.Exit(_guarded(lambda: _run_check(command), verbose))
 
@@ -232,6 +237,9 @@ def bench(
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format (table or json).")] = Format.TABLE,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks of cases that raised.")] = False,
+    allow_large: Annotated[
+        bool, typer.Option("--allow-large", help="Run specs whose inputs need more than 1 GiB per case.")
+    ] = False,
 ) -> None:
     """Time forward, backward and both; memory; speedup against the spec's reference."""
     command = BenchCommand(
@@ -248,6 +256,7 @@ def bench(
         plot=plot,
         format=fmt,
         verbose=verbose,
+        allow_large=allow_large,
     )
     raise typer.Exit(_guarded(lambda: _run_bench(command), verbose))
 
@@ -269,21 +278,34 @@ class BenchCommand:
     plot: Path | None
     format: Format
     verbose: bool
+    allow_large: bool = False
 
 
 def _run_bench(command: BenchCommand) -> ExitCode:
     _quiet_torch_warnings()
+    import math
+
     from lossctl.bench import BenchOptions, load_saved, parse_dims, parse_percent, run_bench
     from lossctl.config import load_config
     from lossctl.errors import UsageError
+    from lossctl.files import check_distinct, check_writable, write_atomic
+    from lossctl.flags import validate_seed, validate_targets
+    from lossctl.limits import MAX_INPUT_BYTES
+    from lossctl.spec import check_input_memory
     from lossctl.suite import collect
 
     if command.format not in (Format.TABLE, Format.JSON):
         raise UsageError(f"--format {command.format.value} is not available for bench", hint="use table or json")
     if command.fail_slower and not command.compare:
         raise UsageError("--fail-slower needs --compare FILE.json")
-    if command.min_time <= 0 or command.max_time < command.min_time:
+    if not (0 < command.min_time <= command.max_time < math.inf):
         raise UsageError("--min-time must be positive and --max-time at least --min-time")
+    validate_targets(command.targets)
+    validate_seed(command.seed)
+    save_stamp = check_writable(command.save, "--save") if command.save is not None else None
+    if command.plot is not None:
+        check_distinct([("--plot", command.plot), *([("--save", command.save)] if command.save else [])])
+        check_writable(command.plot, "--plot")
     if command.plot is not None:
         from lossctl.render.plot import require_matplotlib
 
@@ -302,6 +324,9 @@ def _run_bench(command: BenchCommand) -> ExitCode:
     project = load_config()
     targets = command.targets or tuple(project.spec_paths())
     jobs = collect(targets, configs_dir=project.root / "configs", explicit=bool(command.targets))
+    check_input_memory(
+        [job.spec for job in jobs], limit=None if command.allow_large else MAX_INPUT_BYTES, overrides=options.dims
+    )
     err = Console(stderr=True)
     if command.format is Format.TABLE and err.is_terminal:
         from rich.progress import Progress
@@ -315,14 +340,6 @@ def _run_bench(command: BenchCommand) -> ExitCode:
             report = run_bench(jobs, options, update)
     else:
         report = run_bench(jobs, options)
-    if command.save is not None:
-        import json
-
-        command.save.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    if command.plot is not None:
-        from lossctl.render.plot import write_plot
-
-        write_plot(report, command.plot)
     if command.format is Format.JSON:
         import json
 
@@ -331,6 +348,18 @@ def _run_bench(command: BenchCommand) -> ExitCode:
         from lossctl.render.bench_table import render
 
         Console().print(render(report, verbose=command.verbose))
+    if command.save is not None:  # after the table: a failed write loses no result on screen
+        import json
+
+        write_atomic(command.save, json.dumps(report.to_dict(), indent=2) + "\n", "--save", before=save_stamp)
+        err.print(f"saved {len(report.cases)} case{'s' * (len(report.cases) != 1)} to {command.save}", markup=False)
+    if command.plot is not None:
+        from lossctl.render.plot import write_plot
+
+        write_plot(report, command.plot)
+    if report.interrupted:
+        err.print("[yellow]interrupted: the results above hold the cases that finished[/]")
+        return ExitCode.INTERRUPTED
     if report.fingerprint_differences:
         err.print(
             "[bold yellow]warning:[/] the saved run was made in another environment: "
@@ -373,16 +402,21 @@ def _quiet_torch_warnings() -> None:
 def _run_check(command: CheckCommand) -> ExitCode:
     _quiet_torch_warnings()
     from lossctl.config import load_config
-    from lossctl.errors import UsageError
+    from lossctl.files import check_repro_folder
+    from lossctl.flags import validate_check_command, validate_in_process_timeout, validate_selection, validate_timeout
+    from lossctl.limits import MAX_INPUT_BYTES
     from lossctl.render.outputs import plan_outputs, write_outputs
     from lossctl.runner import RunOptions, run_checks
+    from lossctl.spec import check_input_memory
     from lossctl.suite import collect, filter_changed
 
+    validate_check_command(command)
     project = load_config(explicit=command.config)
     plan = plan_outputs(command.formats, command.outputs)
     timeout = command.timeout if command.timeout is not None else (project.timeout or 300.0)
-    if timeout <= 0:
-        raise UsageError("--timeout must be positive")
+    validate_timeout(timeout, "--timeout" if command.timeout is not None else "the config's timeout")
+    if command.repro is not None:
+        check_repro_folder(command.repro)
     options = RunOptions(
         device=command.device or project.device or "auto",
         seed=command.seed,
@@ -393,10 +427,13 @@ def _run_check(command: CheckCommand) -> ExitCode:
         timeout=timeout,
         shard=_parse_shard(command.shard) if command.shard else None,
     )
+    validate_selection(options.checks or (), options.skip)
+    validate_in_process_timeout(options.jobs, command.timeout is not None)
     targets = command.targets or tuple(project.spec_paths())
     jobs = collect(
         targets, configs_dir=project.root / "configs", tolerance=project.tolerance, explicit=bool(command.targets)
     )
+    check_input_memory([job.spec for job in jobs], limit=None if command.allow_large else MAX_INPUT_BYTES)
     err = Console(stderr=True)
     if command.changed_since is not None:
         jobs = filter_changed(jobs, command.changed_since)

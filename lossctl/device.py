@@ -12,6 +12,8 @@ from lossctl.errors import DeviceError
 def resolve_device(name: str) -> torch.device:
     """`auto` picks cuda when available, else cpu; an unavailable device is a DeviceError."""
     name = name.strip().lower()
+    if not name:
+        raise DeviceError("--device: empty device name", hint="use cpu, cuda, cuda:N, mps or auto")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -19,7 +21,9 @@ def resolve_device(name: str) -> torch.device:
     except (RuntimeError, ValueError):
         raise DeviceError(f"--device: unknown device `{name}`", hint="use cpu, cuda, cuda:N, mps or auto") from None
     if device.type == "cpu":
-        return device
+        if device.index not in (None, 0):  # torch accepts cpu:N and ignores N: one CPU device
+            raise DeviceError(f"--device {name}: there is one CPU device", hint="use --device cpu")
+        return torch.device("cpu")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceError(

@@ -132,11 +132,13 @@ def _import_module(name: str, text: str) -> ModuleType:
         if name == missing or name.startswith(missing + "."):
             raise _NotFound(name, exc) from None
         raise _user_import_error(text, name, exc) from None
-    except Exception as exc:  # the user's module raised while importing
+    except (Exception, SystemExit) as exc:  # the user's module raised (or exited) while importing
         raise _user_import_error(text, name, exc) from None
 
 
 def _import_file(path: Path) -> ModuleType:
+    if path.is_dir():
+        raise LoadError(f"cannot load `{path}`: is a folder, not a Python file", hint="name a .py file")
     if not path.is_file():
         raise LoadError(
             f"cannot load `{path}`: no such file",
@@ -159,7 +161,7 @@ def _import_file(path: Path) -> ModuleType:
         sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         del sys.modules[name]
         raise _user_import_error(str(path), str(path), exc) from None
     return module
@@ -217,6 +219,8 @@ def format_user_traceback(exc: BaseException) -> str:
         return name.startswith(package) or "importlib" in name
 
     keep = [f for f in frames if not ours(f)]
+    if not keep and isinstance(exc, SyntaxError):  # the file's text is the problem, not a call
+        return "".join(traceback.format_exception_only(type(exc), exc)).rstrip()
     lines = ["Traceback (most recent call last):\n"]
     lines += traceback.format_list(keep or frames)
     lines += traceback.format_exception_only(type(exc), exc)

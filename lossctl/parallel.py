@@ -63,13 +63,18 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _worker_main(connection: Any, options: Any, cwd: str, threads: int) -> None:
+def _worker_main(connection: Any, options: Any, cwd: str, threads: int, parent_pid: int) -> None:
     """A worker's loop: receive (index, task), run it, send (index, results)."""
     import warnings
+
+    from lossctl.watchdog import die_with_parent
+
+    die_with_parent(parent_pid)
 
     import torch
 
     from lossctl.device import resolve_device
+    from lossctl.loader import describe_exception
     from lossctl.runner import crash_result, run_task, warm_up
 
     warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
@@ -87,12 +92,16 @@ def _worker_main(connection: Any, options: Any, cwd: str, threads: int) -> None:
         if message is None:
             return
         index, task = message
+        interrupted = False
         try:
             results = run_task(task, options)
+        except KeyboardInterrupt as error:  # the user's code raised it: an interrupt, as in-process
+            results = [crash_result(task, options, f"interrupted: {describe_exception(error)}", 0.0)]
+            interrupted = True
         except BaseException as error:  # lossctl itself failed on this case: report, keep going
             message = f"lossctl failed on this case: {type(error).__name__}: {error}"
             results = [crash_result(task, options, message, 0.0)]
-        connection.send((index, results))
+        connection.send((index, results, interrupted))
 
 
 @dataclass
@@ -123,7 +132,9 @@ def run_isolated(
 
     def start() -> _Worker:
         parent, child = context.Pipe()
-        process = context.Process(target=_worker_main, args=(child, options, os.getcwd(), threads), daemon=True)
+        process = context.Process(
+            target=_worker_main, args=(child, options, os.getcwd(), threads, os.getpid()), daemon=True
+        )
         process.start()
         child.close()
         return _Worker(process, parent)
@@ -168,12 +179,14 @@ def run_isolated(
             for worker in list(busy):
                 if worker.connection in ready:
                     try:
-                        index, results = worker.connection.recv()
+                        index, results, user_interrupt = worker.connection.recv()
                     except (EOFError, OSError):
                         retire(worker, _death_message(worker))
                         continue
                     worker.task = None
                     finish(index, results)
+                    if user_interrupt:
+                        raise KeyboardInterrupt
                 elif worker.process.sentinel in ready or not worker.process.is_alive():
                     retire(worker, _death_message(worker))
                 elif time.monotonic() - worker.started > timeout:

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from lossctl.errors import UsageError
+from lossctl.files import write_atomic
 from lossctl.report import RUN, SETUP, Report
 from lossctl.spec import spec_to_dict
 from lossctl.suite import Job
@@ -85,6 +86,6 @@ def write_repro_scripts(report: Report, jobs: Sequence[Job], directory: Path, op
             device=case.device,
             seed=case.seed,
         )
-        path.write_text(text, encoding="utf-8")
+        write_atomic(path, text, "--repro")
         written.append(path)
     return written

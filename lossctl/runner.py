@@ -19,6 +19,8 @@ from lossctl.report import RUN, SETUP, CaseResult, CheckResult, Environment, Out
 from lossctl.spec import CasePoint, Spec, sweep, with_default_args
 from lossctl.suite import Job
 from lossctl.target import Target, classify
+from lossctl.torch_state import isolated_state, state_note
+from lossctl.watchdog import CaseTimeout, deadline
 
 OnResult = Callable[[str, CheckResult], None]
 """Called with the case id after each check, for progress display."""
@@ -34,7 +36,8 @@ class RunOptions:
     base_checks: tuple[str, ...] | None = None
     """The project's default set of checks (config `checks:`); None: each check's own default."""
     jobs: int = 0
-    """Worker processes; 0 runs every case in this process (no isolation, no timeout)."""
+    """Worker processes; 0 runs every case in this process (no crash isolation; the timeout
+    interrupts Python code via SIGALRM where this is the main thread)."""
     shard: tuple[int, int] | None = None
     """(K, N): run only the K-th of N deterministic slices of the cases (1-based)."""
     timeout: float = 300.0
@@ -62,7 +65,11 @@ def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | N
     try:
         for task in tasks:
             checks = select_checks(options.checks, options.skip, task.job.spec.checks, options.base_checks)
-            cases.extend(_run_job(task.job, checks, device, options, on_result, points=(task.point,)))
+            try:
+                with deadline(options.timeout):
+                    cases.extend(_run_job(task.job, checks, device, options, on_result, points=(task.point,)))
+            except CaseTimeout as timeout:
+                cases.append(crash_result(task, options, str(timeout), timeout.elapsed_ms))
     except KeyboardInterrupt:
         return Report(cases=tuple(cases), environment=environment(device), interrupted=True)
     return Report(cases=tuple(cases), environment=environment(device))
@@ -171,13 +178,15 @@ def build_cases(
         if points is not None and index not in points:
             continue
         case_id = f"{spec.name}[{point.label()}]" if point.swept else spec.name
-        try:
-            yield _build_case(case_id, spec, point, target, device, seed)
+        item: Case | SetupFailure
+        try:  # not around the yield: closing this generator throws GeneratorExit there
+            item = _build_case(case_id, spec, point, target, device, seed)
         except LossctlError as error:
-            yield SetupFailure(case_id, dict(point.dims), _in_spec(spec, error.message), error.hint, error.details)
-        except (Exception, SystemExit) as error:  # the user's constructor or module raised
+            item = SetupFailure(case_id, dict(point.dims), _in_spec(spec, error.message), error.hint, error.details)
+        except (Exception, SystemExit, GeneratorExit) as error:  # the user's constructor or module raised
             message = f"building the inputs or the module raised {describe_exception(error)}"
-            yield SetupFailure(case_id, dict(point.dims), message, None, format_user_traceback(error))
+            item = SetupFailure(case_id, dict(point.dims), message, None, format_user_traceback(error))
+        yield item
 
 
 def run_task(task: Task, options: RunOptions, on_result: OnResult | None = None) -> list[CaseResult]:
@@ -202,7 +211,10 @@ def _run_job(
         if isinstance(item, SetupFailure):
             results.append(_setup_failed(job.spec, seed, device, item, notes, on_result))
         else:
-            results.append(_run_case(item, checks, tuple(notes), on_result))
+            with isolated_state() as changed:
+                result = _run_case(item, checks, tuple(notes), on_result)
+            note = state_note(changed)
+            results.append(replace(result, notes=(*result.notes, note)) if note else result)
     return results
 
 
@@ -315,7 +327,7 @@ def _run_one(
         # Seed torch's global generator per check (gradcheck's fast mode and any randomness in
         # the user's forward draw from it), without disturbing the caller's RNG state.
         devices = [case.device.index or 0] if case.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+        with isolated_state(check_id), torch.random.fork_rng(devices=devices), torch.enable_grad():
             seed_device(case.device, derive_seed(case.seed, "check", check_id))
             outcome = run(case)
     except Skip as skip:
@@ -324,7 +336,7 @@ def _run_one(
         outcome = Outcome.failed(
             f"no output requires grad although {', '.join(case.diff_names)} do", hint=NO_OUTPUT_HINT
         )
-    except (Exception, SystemExit) as error:  # SystemExit: the user's code called sys.exit
+    except (Exception, SystemExit, GeneratorExit) as error:  # SystemExit: the user's code called sys.exit
         rejection = engine_rejection(case, error) if isinstance(error, RuntimeError) else None
         if rejection is not None:  # autograd refused what backward returned: a finding, not a crash
             if rejected is not None and rejection in rejected:

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from lossctl.errors import UsageError
+from lossctl.files import Stamp, WriteError, check_distinct, check_writable, write_atomic
 from lossctl.render import Format, renderer
 from lossctl.report import Report
 
@@ -21,6 +23,8 @@ from lossctl.report import Report
 class OutputPlan:
     stdout: Format
     files: tuple[tuple[Format, Path], ...]
+    stamps: tuple[Stamp, ...] = ()
+    """Each file as it was when checked, before the run."""
 
 
 def plan_outputs(formats: Sequence[Format], outputs: Sequence[Path]) -> OutputPlan:
@@ -30,24 +34,39 @@ def plan_outputs(formats: Sequence[Format], outputs: Sequence[Path]) -> OutputPl
         raise UsageError(
             f"{len(outputs)} --output for {len(formats)} --format", hint="give a --format before each --output"
         )
-    files = tuple(zip(formats, outputs, strict=False))
+    files = tuple((fmt, Path(path)) for fmt, path in zip(formats, outputs, strict=False))
     rest = list(formats[len(outputs) :])
     if len(rest) > 1:
         raise UsageError(
             f"only one format can go to stdout, got {', '.join(f.value for f in rest)}",
             hint="send the others to files with --output",
         )
-    return OutputPlan(stdout=rest[0] if rest else Format.TABLE, files=files)
+    check_distinct([("--output", path) for _, path in files])
+    stamps = tuple(check_writable(path, "--output") for _, path in files)  # before the run, not after it
+    return OutputPlan(stdout=rest[0] if rest else Format.TABLE, files=files, stamps=stamps)
 
 
 def write_outputs(report: Report, plan: OutputPlan, *, verbose: bool, console: Console, err: Console) -> None:
-    for fmt, path in plan.files:
+    """Print the stdout format, then write each file atomically; a failed write raises WriteError
+    (after the others are written and the table is printed, so nothing else is lost)."""
+    _print_stdout(report, plan, verbose=verbose, console=console, err=err)
+    failed: list[WriteError] = []
+    stamps = plan.stamps or (None,) * len(plan.files)
+    for (fmt, path), before in zip(plan.files, stamps, strict=True):
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(_text(report, fmt, verbose), encoding="utf-8")
-        except OSError as error:
-            raise UsageError(f"--output {path}: cannot write ({error.strerror})") from None
-        err.print(f"wrote {fmt.value} report to {path}")
+            raced = write_atomic(path, _text(report, fmt, verbose), "--output", before=before)
+        except WriteError as error:
+            failed.append(error)
+            continue
+        raced_note = " (another process wrote it during this run; this report replaced it)" if raced else ""
+        err.print(f"wrote {fmt.value} report to {path}{raced_note}", markup=False)
+    if failed:
+        for error in failed[:-1]:
+            err.print(f"[bold red]error:[/] {escape(error.message)}")
+        raise failed[-1]
+
+
+def _print_stdout(report: Report, plan: OutputPlan, *, verbose: bool, console: Console, err: Console) -> None:
     rendered = renderer(plan.stdout)(report, verbose=verbose)
     if isinstance(rendered, str):
         sys.stdout.write(rendered)

@@ -90,6 +90,8 @@ def summary(report: Report) -> Text:
     cases = len(report.cases)
     env = report.environment
     verdict = ("OK", "bold green") if report.ok else ("FAILED", "bold red")
+    if report.interrupted:  # an OK over the cases that finished would claim the rest passed
+        verdict = ("INTERRUPTED", "bold yellow")
     text = Text(f"{verdict[0]}", style=verdict[1])
     text.append(
         f"  {', '.join(words)} · {cases} case{'s' * (cases != 1)} · {total_ms / 1e3:.2f} s of checks · "
