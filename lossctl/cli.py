@@ -289,7 +289,7 @@ def _run_bench(command: BenchCommand) -> ExitCode:
     from lossctl.config import load_config
     from lossctl.errors import UsageError
     from lossctl.files import check_distinct, check_writable, write_atomic
-    from lossctl.flags import validate_seed, validate_targets
+    from lossctl.flags import validate_device, validate_seed, validate_targets
     from lossctl.limits import MAX_INPUT_BYTES
     from lossctl.spec import check_input_memory
     from lossctl.suite import collect
@@ -302,6 +302,7 @@ def _run_bench(command: BenchCommand) -> ExitCode:
         raise UsageError("--min-time must be positive and --max-time at least --min-time")
     validate_targets(command.targets)
     validate_seed(command.seed)
+    validate_device(command.device)
     save_stamp = check_writable(command.save, "--save") if command.save is not None else None
     if command.plot is not None:
         check_distinct([("--plot", command.plot), *([("--save", command.save)] if command.save else [])])

@@ -207,15 +207,14 @@ def _run_job(
     seed = job.spec.seed if options.seed is None else options.seed
     notes = list(job.notes)
     results = []
-    for item in build_cases(job, device, seed, notes, points):
-        if isinstance(item, SetupFailure):
-            results.append(_setup_failed(job.spec, seed, device, item, notes, on_result))
-        else:
-            with isolated_state() as changed:
-                result = _run_case(item, checks, tuple(notes), on_result)
-            note = state_note(changed)
-            results.append(replace(result, notes=(*result.notes, note)) if note else result)
-    return results
+    with isolated_state() as changed:  # around building too: a Module's constructor is user code
+        for item in build_cases(job, device, seed, notes, points):
+            if isinstance(item, SetupFailure):
+                results.append(_setup_failed(job.spec, seed, device, item, notes, on_result))
+            else:
+                results.append(_run_case(item, checks, tuple(notes), on_result))
+    note = state_note(changed)
+    return [replace(result, notes=(*result.notes, note)) for result in results] if note else results
 
 
 def _default_inputs_note(job: Job, spec: Spec) -> str:

@@ -473,6 +473,8 @@ class _Reader:
         name = raw.get("name", function.replace(":", ".").rsplit(".", 1)[-1])
         if not isinstance(name, str) or not name.strip():
             raise self.error((*path, "name"), f"expected a non-empty string, got {_kind(name)}")
+        if any(char in name.strip() for char in "\n\r\t"):
+            raise self.error((*path, "name"), "a name is one line: no newlines or tabs")
         seed = self.integer(raw.get("seed", 0), (*path, "seed"), minimum=0, maximum=INT64_RANGE[1])
         dims = self.dims(raw.get("dims", {}), (*path, "dims"))
         args_given = "args" in raw

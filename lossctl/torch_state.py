@@ -135,12 +135,19 @@ def state_note(changes: list[Change]) -> str | None:
         labels = where.setdefault(what, [])
         if label and label not in labels:
             labels.append(label)
-    parts = [f"{what} in {', '.join(labels)}" if labels else what for what, labels in where.items()]
+    parts = [f"{what}{_places(labels)}" for what, labels in where.items()]
     return (
         "the Function changed torch's global state: "
         + "; ".join(parts)
         + ". lossctl restored it after each check; a Function must not change global state"
     )
+
+
+def _places(labels: list[str]) -> str:
+    if not labels:
+        return ""
+    more = f" and {len(labels) - 2} more" if len(labels) > 2 else ""
+    return f" in {', '.join(labels[:2])}{more}"
 
 
 def _same(old: Any, new: Any) -> bool:
