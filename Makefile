@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-parallel clean
+.PHONY: install demo test lint format bench bench-parallel fuzz clean
 
 install: $(STAMP)
 
@@ -36,3 +36,6 @@ bench: install
 
 bench-parallel: install
 	$(BIN)/python benchmarks/parallel.py
+
+fuzz: install
+	$(BIN)/python benchmarks/fuzz.py --specs 100000
