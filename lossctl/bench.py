@@ -298,6 +298,7 @@ def run_bench(jobs: Sequence[Job], options: BenchOptions, on_progress: OnProgres
     """Benchmark every case of every job. Fatal misuse (device, dtype) raises LossctlError;
     a Function that raises becomes a case with `error`."""
     from lossctl.runner import SetupFailure, build_cases, environment
+    from lossctl.torch_state import isolated_state
 
     device = resolve_device(options.device)
     dtype = _resolve_dtype(options.dtype, device)
@@ -331,7 +332,8 @@ def run_bench(jobs: Sequence[Job], options: BenchOptions, on_progress: OnProgres
                 else:
                     if on_progress:
                         on_progress(item.id, done, total)
-                    results.append(_bench_case(item, dtype, options, threads))
+                    with isolated_state():  # a case that sets threads or flags must not slow the next
+                        results.append(_bench_case(item, dtype, options, threads))
                 done += 1
     except KeyboardInterrupt:  # keep what finished: the caller prints and saves it
         interrupted = True

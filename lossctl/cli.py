@@ -407,7 +407,6 @@ def _run_check(command: CheckCommand) -> ExitCode:
     from lossctl.flags import validate_check_command, validate_in_process_timeout, validate_selection, validate_timeout
     from lossctl.limits import MAX_INPUT_BYTES
     from lossctl.render.outputs import plan_outputs, write_outputs
-    from lossctl.runner import RunOptions, run_checks
     from lossctl.spec import check_input_memory
     from lossctl.suite import collect, filter_changed
 
@@ -418,6 +417,14 @@ def _run_check(command: CheckCommand) -> ExitCode:
     validate_timeout(timeout, "--timeout" if command.timeout is not None else "the config's timeout")
     if command.repro is not None:
         check_repro_folder(command.repro)
+    # Specs are read before torch is imported: a hostile spec is refused in milliseconds.
+    targets = command.targets or tuple(project.spec_paths())
+    jobs = collect(
+        targets, configs_dir=project.root / "configs", tolerance=project.tolerance, explicit=bool(command.targets)
+    )
+    check_input_memory([job.spec for job in jobs], limit=None if command.allow_large else MAX_INPUT_BYTES)
+    from lossctl.runner import RunOptions, run_checks
+
     options = RunOptions(
         device=command.device or project.device or "auto",
         seed=command.seed,
@@ -430,11 +437,6 @@ def _run_check(command: CheckCommand) -> ExitCode:
     )
     validate_selection(options.checks or (), options.skip)
     validate_in_process_timeout(options.jobs, command.timeout is not None)
-    targets = command.targets or tuple(project.spec_paths())
-    jobs = collect(
-        targets, configs_dir=project.root / "configs", tolerance=project.tolerance, explicit=bool(command.targets)
-    )
-    check_input_memory([job.spec for job in jobs], limit=None if command.allow_large else MAX_INPUT_BYTES)
     err = Console(stderr=True)
     if command.changed_since is not None:
         jobs = filter_changed(jobs, command.changed_since)

@@ -278,7 +278,8 @@ def load_specs(
     except YamlLimitError as exc:
         raise SpecError(f"refused: {exc.problem}", source=source, line=exc.line) from None
     except (ValueError, OverflowError) as exc:  # a scalar YAML matched but Python refuses (2001-13-45)
-        raise SpecError(f"invalid YAML value: {str(exc)[:200]}", source=source) from None
+        problem = "an integer of more than 4,300 digits" if "integer string conversion" in str(exc) else str(exc)
+        raise SpecError(f"invalid YAML value: {problem[:200]}", source=source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)

@@ -266,3 +266,49 @@ def test_fuzzer_ran_and_found_both_outcomes() -> None:
         pytest.skip("the fuzzer was deselected")
     assert FUZZ_COUNTS["specs"] >= 2000
     assert 0 < FUZZ_COUNTS["refused"] < FUZZ_COUNTS["specs"]
+
+
+def test_a_billion_laughs_is_refused_before_torch_is_imported(tmp_path) -> None:
+    """The whole refusal costs YAML parsing only: no torch import, well under a second of work."""
+    from tests.reliability_cases import _bomb
+
+    spec = tmp_path / "bomb.yaml"
+    spec.write_text(_bomb(False))
+    probe = (
+        "import sys\nfrom lossctl.cli import main\nsys.argv = ['lossctl', 'check', sys.argv[1]]\n"
+        "try:\n    main()\nexcept SystemExit as done:\n    print('torch' in sys.modules, done.code)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(spec)], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert done.stdout.split() == ["False", "2"], done
+    assert "expands to more than 100,000 nodes" in done.stderr
+    assert time.monotonic() - started < 10  # generous: a loaded CI machine; typically 0.6 s
+
+
+def test_plot_without_matplotlib_is_refused_before_running(run_cli, monkeypatch, tmp_path) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    result = run_cli("bench", SQUARE, "--plot", str(tmp_path / "p.png"))
+    assert result.exit_code == 2 and "--plot needs matplotlib" in result.stderr
+    assert_clean(result.output)
+
+
+def test_an_in_process_timeout_off_the_main_thread_is_refused() -> None:
+    from lossctl.errors import UsageError
+    from lossctl.flags import validate_in_process_timeout
+
+    caught: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            validate_in_process_timeout(0, timeout_given=True)
+        except UsageError as error:
+            caught.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert caught and "cannot be enforced with -j 0" in str(caught[0])
+    validate_in_process_timeout(0, timeout_given=True)  # the main thread can: no error
+    validate_in_process_timeout(1, timeout_given=True)
