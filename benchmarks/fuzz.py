@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lossctl.errors import SpecError  # noqa: E402
-from lossctl.spec import load_specs  # noqa: E402
-from tests.spec_fuzz import mutate  # noqa: E402
+from lossctl.errors import SpecError
+from lossctl.spec import load_specs
+from tests.spec_fuzz import mutate
 
 
 class Hang(BaseException):
