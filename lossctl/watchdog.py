@@ -11,6 +11,10 @@ import time
 from collections.abc import Iterator
 
 
+MAX_ALARM_SECONDS = 1e8
+"""setitimer overflows time_t past ~1e11 s; three years is no limit anyway."""
+
+
 class CaseTimeout(BaseException):
     """Raised into the user's Python code when a case passes its time limit. A BaseException, so
     the user's `except Exception:` does not swallow it."""
@@ -48,7 +52,7 @@ def deadline(seconds: float | None) -> Iterator[None]:
         raise CaseTimeout(seconds, started)
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, min(seconds, MAX_ALARM_SECONDS))
     try:
         yield
     finally:

@@ -102,6 +102,7 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         "timeout",
         {"lossctl.yaml": "timeout: .nan\n"},
     ),
+    BadInput("--timeout 1e12 -j 0 (accepted)", "cli", _check(SQUARE, *FAST, "--timeout", "1e12"), 0, "1 passed"),
     BadInput("--jobs -1", "cli", ("check", SQUARE, "--jobs", "-1"), 2, "--jobs must be 0 or more"),
     BadInput("--jobs many", "cli", ("check", SQUARE, "--jobs", "many"), 2, "is not a number"),
     BadInput("--shard 3/2", "cli", _check(SQUARE, *FAST, "--shard", "3/2"), 2, "is not K/N"),
