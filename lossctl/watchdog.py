@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Iterator
 
-
 MAX_ALARM_SECONDS = 1e8
 """setitimer overflows time_t past ~1e11 s; three years is no limit anyway."""
 
