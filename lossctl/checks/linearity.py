@@ -9,7 +9,6 @@ from lossctl.checks.base import Check, Skip
 from lossctl.checks.common import (
     dtype_name,
     require_differentiable_inputs,
-    runs_in_float64,
     sqrt_eps,
     worst_rel_error,
 )
@@ -28,8 +27,8 @@ HINT = (
 def check_linearity(case: Case) -> Outcome:
     require_differentiable_inputs(case)
     # float64 when the Function runs in it (then rounding cannot hide a small nonlinearity).
-    dtype = torch.float64 if runs_in_float64(case) else None
-    probe = differentiable_outputs(case.call(case.fresh(dtype), dtype))
+    dtype = torch.float64 if case.runs_in_float64() else None
+    probe = differentiable_outputs(case.float64_outputs() if dtype else case.forward())
     if not probe:
         raise Skip("no output requires grad (see backward)")
     work_dtype = probe[0].dtype
@@ -75,8 +74,4 @@ def check_linearity(case: Case) -> Outcome:
     )
 
 
-CHECK = Check(
-    "linearity",
-    "backward is linear in grad_output (scaled and summed upstream gradients)",
-    check_linearity,
-)
+CHECK = Check.of("linearity", check_linearity)
