@@ -226,7 +226,7 @@ def backward_source(case: Case) -> tuple[str, int, list[str]] | None:
 
 
 def cutting_line(case: Case) -> str | None:
-    """`file:line: code` of the first line in backward that cuts the autograd graph (no_grad,
+    """`file:line (`code`)` of the first line in backward that cuts the autograd graph (no_grad,
     .detach(), .data), or None."""
     found = backward_source(case)
     if found is None:
@@ -235,7 +235,7 @@ def cutting_line(case: Case) -> str | None:
     for offset, text in enumerate(lines):
         code = text.split("#", 1)[0]
         if any(cut in code for cut in _GRAPH_CUTS):
-            return f"{_short(file)}:{first + offset}: {code.strip()}"
+            return f"{_short(file)}:{first + offset} (`{code.strip()}`)"
     return None
 
 

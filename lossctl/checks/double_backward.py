@@ -43,9 +43,9 @@ def _probe(case: Case) -> Outcome | None:
             raise Skip(ONCE_DIFFERENTIABLE)
         if not live and any(g is not None for g in grads):
             where = cutting_line(case)
+            how = f"the graph is cut at {where}" if where else "computed under torch.no_grad() or from detached tensors"
             return Outcome.failed(
-                "backward's gradients are not differentiable (computed under torch.no_grad() or from "
-                f"detached tensors{f': {where}' if where else ''}), yet double backward does not raise: "
+                f"backward's gradients are not differentiable ({how}), yet double backward does not raise: "
                 "a gradient penalty silently gets a zero second-order term",
                 hint=NO_GRAD_HINT,
                 data={"cut_at": where},
