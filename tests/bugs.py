@@ -818,7 +818,7 @@ class ClassWeightedCEForgetsWeight(Function):
         return grad * (logp.exp() - onehot) / logp.shape[0], None, None  # bug: w[i] / w.sum() forgotten
 
 
-# --------------------------------------------------------------- backward cut from the graph, silently → double_backward
+# ------------------------------------------------- backward cut from the graph, silently → double_backward
 
 
 class HuberBackwardAllNoGrad(Function):

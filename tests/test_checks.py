@@ -171,6 +171,10 @@ def test_float32_only_kernel_skips_gradcheck(check_function):
     assert results["gradcheck"].status is S
     assert "cannot run in float64 (TypeError: kernel supports float32 only" in results["gradcheck"].detail
     assert results["linearity"].status is P  # falls back to float32
+    # ... and the run never says OK without a verified gradient value
+    assert results["verified"].status is F
+    assert "no gradient value was verified: gradcheck, gradient_scaled" in results["verified"].detail
+    assert "--allow-unverified-gradients" in results["verified"].hint
 
 
 def test_no_input_requiring_grad_skips_gradient_checks(check_function):

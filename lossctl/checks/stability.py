@@ -138,10 +138,16 @@ def check_stability(case: Case) -> Outcome:
                     )
                 return Outcome.failed(found, hint=HINT, data=data)
             return Outcome.failed(found, hint=HINT, data={"scale": scale})
-    note = f"; {'; '.join(true_overflow)} at ×{large:.0e}" if true_overflow else ""
+    kind = dtype_name(case.working_dtype)
+    if true_overflow:
+        detail = (
+            f"with {names} ×{large:.0e} only the exact result overflows ({'; '.join(true_overflow)}); "
+            f"finite with ×{small:.0e} ({kind})"
+        )
+    else:
+        detail = f"finite outputs and gradients with {names} ×{large:.0e} and ×{small:.0e} ({kind})"
     return Outcome.passed(
-        f"finite outputs and gradients with {names} ×{large:.0e} and ×{small:.0e} "
-        f"({dtype_name(case.working_dtype)}){note}",
+        detail,
         data={"large": large, "small": small, "true_overflow": true_overflow},
     )
 
