@@ -18,6 +18,7 @@ from lossctl.errors import LossctlError
 from lossctl.inputs import derive_seed
 from lossctl.loader import describe_exception, format_user_traceback, load_object
 from lossctl.report import RUN, SETUP, VERIFIED, CaseResult, CheckResult, Environment, Outcome, Report, Status
+from lossctl.settings import allows_unverified
 from lossctl.spec import CasePoint, Spec, sweep, with_default_args
 from lossctl.suite import Job
 from lossctl.target import Target, classify
@@ -41,8 +42,9 @@ class RunOptions:
     """(K, N): run only the K-th of N deterministic slices of the cases (1-based)."""
     timeout: float = 300.0
     """Seconds a case may take in a worker before it is killed and reported."""
-    allow_unverified_gradients: bool = False
-    """Accept a case whose selected gradient checks all skipped (no gradient value verified)."""
+    allow_unverified_gradients: bool | None = None
+    """Accept a case whose selected gradient checks all skipped (None: the spec, else the config, decides)."""
+    config_allows_unverified: bool = False
 
 
 def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | None = None) -> Report:
@@ -213,7 +215,12 @@ def _run_job(
         if isinstance(item, SetupFailure):
             results.append(_setup_failed(job.spec, seed, device, item, notes, on_result))
         else:
-            results.append(_run_case(item, checks, tuple(notes), on_result, options.allow_unverified_gradients))
+            allow = allows_unverified(
+                options.allow_unverified_gradients,
+                job.spec.allow_unverified_gradients,
+                options.config_allows_unverified,
+            )
+            results.append(_run_case(item, checks, tuple(notes), on_result, allow))
     return results
 
 
@@ -315,7 +322,7 @@ def _run_case(
 
 ALLOW_UNVERIFIED_HINT = (
     "give the spec a `reference:` (a plain implementation) to compare against in your dtype, or accept "
-    "it with --allow-unverified-gradients (config: allow_unverified_gradients: true)"
+    "it with --allow-unverified-gradients (spec or config: allow_unverified_gradients: true)"
 )
 
 

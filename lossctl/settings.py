@@ -37,8 +37,11 @@ class Settings:
     shard: tuple[int, int] | None = None
     tolerance: Mapping[str, float] = field(default_factory=dict)
     """Tolerance defaults for every spec (a spec's own `tolerance:` wins)."""
-    allow_unverified_gradients: bool = False
-    """Accept a run where no check could verify a gradient value (a float32-only kernel)."""
+    allow_unverified_gradients: bool | None = None
+    """--allow-unverified-gradients (None: not given; a spec's `allow_unverified_gradients:` then
+    decides, else the config's)."""
+    config_allows_unverified: bool = False
+    """The project config's `allow_unverified_gradients:`."""
     spec_paths: tuple[str, ...] = ()
     """Where specs live when no target is given."""
     configs_dir: Path = field(default_factory=lambda: Path("configs"))
@@ -56,6 +59,7 @@ class Settings:
             timeout=self.timeout,
             shard=self.shard,
             allow_unverified_gradients=self.allow_unverified_gradients,
+            config_allows_unverified=self.config_allows_unverified,
         )
 
 
@@ -78,7 +82,6 @@ def resolve_settings(
     timeout = timeout if timeout is not None else (project.timeout or DEFAULT_TIMEOUT_S)
     if timeout <= 0:
         raise UsageError("--timeout must be positive")
-    allow = allow_unverified_gradients
     return Settings(
         device=device or project.device or DEFAULT_DEVICE,
         seed=seed,
@@ -89,10 +92,19 @@ def resolve_settings(
         timeout=timeout,
         shard=shard,
         tolerance=dict(project.tolerance),
-        allow_unverified_gradients=allow if allow is not None else project.allow_unverified_gradients,
+        allow_unverified_gradients=allow_unverified_gradients,
+        config_allows_unverified=project.allow_unverified_gradients,
         spec_paths=tuple(project.spec_paths()),
         configs_dir=project.root / "configs",
     )
+
+
+def allows_unverified(flag: bool | None, spec: bool | None, config: bool) -> bool:
+    """Whether a case may pass with no gradient value verified: the flag over the spec over the config."""
+    for layer in (flag, spec):
+        if layer is not None:
+            return layer
+    return config
 
 
 def parse_jobs(value: int | str) -> int:

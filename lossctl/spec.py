@@ -50,6 +50,7 @@ SPEC_KEYS = (
     "dtypes",
     "reference",
     "reference_kwargs",
+    "allow_unverified_gradients",
 )
 TOLERANCE_KEYS = ("eps", "atol", "rtol", "nondet_tol")
 
@@ -122,6 +123,8 @@ class Spec:
     line: int | None = None
     args_given: bool = True
     """False when `args:` was absent: inputs are then built from forward's signature."""
+    allow_unverified_gradients: bool | None = None
+    """Accept this Function when no check can verify a gradient value (None: the config decides)."""
 
     @property
     def base_dir(self) -> Path:
@@ -374,6 +377,11 @@ class _Reader:
         )
         if reference_kwargs and reference is None:
             raise self.error((*path, "reference_kwargs"), "given without `reference:`")
+        allow_unverified = raw.get("allow_unverified_gradients")
+        if allow_unverified is not None and not isinstance(allow_unverified, bool):
+            raise self.error(
+                (*path, "allow_unverified_gradients"), f"expected true or false, got {_kind(allow_unverified)}"
+            )
         return Spec(
             function=function,
             name=name.strip(),
@@ -390,6 +398,7 @@ class _Reader:
             source=self.source,
             line=self.lines.get(path),
             args_given=args_given,
+            allow_unverified_gradients=allow_unverified,
         )
 
     def checks(

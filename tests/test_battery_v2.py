@@ -32,15 +32,24 @@ def test_settings_precedence_defaults_config_flags(tmp_path):
     from_config = resolve_settings(project)
     assert (from_config.device, from_config.timeout, from_config.jobs) == ("cuda", 60.0, 0)
     assert from_config.base_checks == ("forward", "gradcheck") and from_config.skip == ("vmap",)
-    assert from_config.tolerance == {"atol": 1e-4} and from_config.allow_unverified_gradients
+    assert from_config.tolerance == {"atol": 1e-4} and from_config.config_allows_unverified
     flags = resolve_settings(
         project, device="cpu", skip=("gradcheck",), timeout=5, jobs="2", allow_unverified_gradients=False
     )
     assert (flags.device, flags.timeout, flags.jobs) == ("cpu", 5, 2)
     assert flags.skip == ("vmap", "gradcheck")  # --skip adds to the config's
-    assert not flags.allow_unverified_gradients
+    assert flags.allow_unverified_gradients is False
     options = flags.run_options()
     assert options.device == "cpu" and options.skip == ("vmap", "gradcheck") and options.base_checks == project.checks
+
+
+def test_allow_unverified_precedence_config_spec_flag():
+    from lossctl.settings import allows_unverified
+
+    assert allows_unverified(None, None, False) is False
+    assert allows_unverified(None, None, True) is True  # config
+    assert allows_unverified(None, False, True) is False  # the spec over the config
+    assert allows_unverified(True, False, False) is True  # the flag over both
 
 
 def test_python_api_applies_the_project_config(tmp_path, monkeypatch):
@@ -88,6 +97,11 @@ def test_allow_unverified_gradients_opts_out(run_cli, write_spec):
     accepted = run_cli("check", str(spec), "-j", "0", "--allow-unverified-gradients")
     assert accepted.exit_code == 0, accepted.output
     assert "accepted (allow_unverified_gradients)" in accepted.output
+    in_spec = write_spec(
+        "function: tests.fns.Float32Only\nallow_unverified_gradients: true\nargs: {x: {shape: [3], dtype: float32}}\n",
+        name="spec2.yaml",
+    )
+    assert run_cli("check", str(in_spec), "-j", "0").exit_code == 0
 
 
 def keyword_scaled_mse(input, target, *, scale):
