@@ -594,6 +594,21 @@ class PerSampleSquaredNormSqueezedGrad(Function):
         return grad.squeeze().unsqueeze(1) * 2 * x  # bug: squeeze() of a [1] grad is 0-d
 
 
+class SampleVarianceNaNGradAtN1(Function):
+    """Sample variance along dim 0 guarded for N=1 in forward but not in backward: 0/0 = NaN gradient at N=1."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        centered = x - x.mean(0)
+        ctx.save_for_backward(centered)
+        return (centered * centered).sum() / max(x.shape[0] - 1, 1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (centered,) = ctx.saved_tensors
+        return grad * 2 * centered / (centered.shape[0] - 1)  # bug: no max(N - 1, 1) as in forward
+
+
 # --------------------------------------------------------------- numerically unstable → stability
 
 

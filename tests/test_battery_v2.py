@@ -172,3 +172,9 @@ def test_edge_size_refused_by_the_function_is_not_a_failure(check_function):
     result = check_function("tests.bugs.MovingAverageMSE", spec, checks=("edge_sizes",))["edge_sizes"]
     assert result.status is Status.PASSED, result.detail
     assert "not supported (the Function refuses it): N=1 (ValueError: window 2 is longer" in result.detail
+
+
+def test_a_wrong_gradient_points_at_the_users_backward(check_function):
+    result = check_function("tests.bugs.SmoothL1MissingMean", None, checks=("gradcheck",))["gradcheck"]
+    assert result.status is Status.FAILED
+    assert "15.000× too large" in result.hint and "(backward at tests/bugs.py:35)" in result.hint

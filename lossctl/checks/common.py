@@ -225,6 +225,24 @@ def backward_source(case: Case) -> tuple[str, int, list[str]] | None:
     return (file or "?", first, lines) if file else None
 
 
+def backward_line(case: Case) -> str | None:
+    """`file:line` of the Function's backward, or None."""
+    found = backward_source(case)
+    if found is None:
+        return None
+    file, first, lines = found
+    offset = next((k for k, text in enumerate(lines) if text.lstrip().startswith("def ")), 0)
+    return f"{_short(file)}:{first + offset}"
+
+
+def in_backward(case: Case, hint: str | None) -> str | None:
+    """The hint with where to look: the Function's backward (file:line), when it can be found."""
+    where = backward_line(case)
+    if where is None:
+        return hint
+    return f"{hint} (backward at {where})" if hint else f"look at backward ({where})"
+
+
 def cutting_line(case: Case) -> str | None:
     """`file:line (`code`)` of the first line in backward that cuts the autograd graph (no_grad,
     .detach(), .data), or None."""
@@ -291,7 +309,7 @@ def _explain_failure(case: Case, values: list[object], message: str, settings: s
             data["mismatches"] = [m.to_dict() for m in mismatches]
             return Outcome.failed(
                 f"{worst.summary()}{also}",
-                hint=worst.hint,
+                hint=in_backward(case, worst.hint),
                 data=data,
                 explain="\n".join(_explain_lines(mismatches, settings)),
             )

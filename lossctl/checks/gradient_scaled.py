@@ -24,7 +24,7 @@ import torch
 
 from lossctl.case import Case
 from lossctl.checks.base import Check
-from lossctl.checks.common import diagnose_gradients, float64_values
+from lossctl.checks.common import diagnose_gradients, float64_values, in_backward
 from lossctl.diagnose import factor_hint
 from lossctl.inputs import derive_seed
 from lossctl.report import Outcome
@@ -140,7 +140,7 @@ def check_gradient_scaled(case: Case) -> Outcome:
         detail = f"{worst.summary()}; {detail}"
         data["mismatches"] = [m.to_dict() for m in mismatches]
         hint = hint or worst.hint
-    return Outcome.failed(detail, hint=hint, data=data)
+    return Outcome.failed(detail, hint=in_backward(case, hint), data=data)
 
 
 def _hint(

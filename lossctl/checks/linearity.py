@@ -8,6 +8,7 @@ from lossctl.case import Case, differentiable_outputs
 from lossctl.checks.base import Check, Skip
 from lossctl.checks.common import (
     dtype_name,
+    in_backward,
     require_differentiable_inputs,
     sqrt_eps,
     worst_rel_error,
@@ -51,7 +52,7 @@ def check_linearity(case: Case) -> Outcome:
         if err > tol:
             return Outcome.failed(
                 f"not homogeneous: vjp({a:g}·v) ≠ {a:g}·vjp(v) for `{name}` (rel err {err:.3g} > {tol:.1e})",
-                hint=HINT,
+                hint=in_backward(case, HINT),
                 data={"rel_err": err, "scale": a, "argument": name},
             )
     for su, sv in ((1.0, 1.0), (10.0, 0.1)):
@@ -65,7 +66,7 @@ def check_linearity(case: Case) -> Outcome:
         if err > tol:
             return Outcome.failed(
                 f"not additive: vjp(u+v) ≠ vjp(u)+vjp(v) for `{name}` (rel err {err:.3g} > {tol:.1e})",
-                hint=HINT,
+                hint=in_backward(case, HINT),
                 data={"rel_err": err, "argument": name},
             )
     return Outcome.passed(

@@ -6,7 +6,7 @@ import torch
 
 from lossctl.case import Case, is_differentiable
 from lossctl.checks.base import Check, Skip
-from lossctl.checks.common import rel_error, require_differentiable_inputs, sqrt_eps
+from lossctl.checks.common import in_backward, rel_error, require_differentiable_inputs, sqrt_eps
 from lossctl.report import Outcome
 
 HINT = (
@@ -49,7 +49,7 @@ def check_needs_input_grad(case: Case) -> Outcome:
         if err > sqrt_eps(got.dtype):
             return Outcome.failed(
                 f"gradient of `{name}` changes when only `{name}` requires grad (rel err {err:.3g})",
-                hint=HINT,
+                hint=in_backward(case, HINT),
                 data={"argument": name, "rel_err": err},
             )
     return Outcome.passed(
