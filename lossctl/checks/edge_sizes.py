@@ -64,7 +64,7 @@ def check_edge_sizes(case: Case) -> Outcome:
                 f"{label}: {result.detail}", hint=result.hint or HINT, data={"dim": dim, **result.data}
             )
         checked.append(f"{dim}=1")
-    data = {"checked": checked, "not_supported": refused}
+    data = {"checked": checked, "not_supported": refused, "gradient_verified": gradcheck}
     unsupported = f"not supported (the Function refuses it): {'; '.join(refused)}" if refused else ""
     if not checked:
         raise Skip(unsupported)
