@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,9 @@ import yaml
 
 from lossctl.errors import LossctlError
 from lossctl.report import Report, Status
-from lossctl.runner import RunOptions, run_checks
-from lossctl.spec import Spec, ValueArg, load_specs
+from lossctl.runner import run_checks
+from lossctl.settings import resolve_settings
+from lossctl.spec import Spec, Tolerance, ValueArg, load_specs
 from lossctl.suite import Job, collect
 
 
@@ -21,9 +23,10 @@ def check(
     *,
     checks: Sequence[str] | None = None,
     skip: Sequence[str] = (),
-    device: str = "auto",
+    device: str | None = None,
     seed: int | None = None,
     jobs: int = 0,
+    allow_unverified_gradients: bool | None = None,
 ) -> Report:
     """Run lossctl's checks and return the Report (never prints, never exits).
 
@@ -31,12 +34,19 @@ def check(
     or the object itself (a Function class, Module class or callable). `spec` is a spec as YAML
     text or a mapping; its `function:` may be left out when `target` is given. With neither a spec
     nor a spec file, default inputs are built as on the command line. Raises LossctlError for
-    misuse (invalid spec, unknown check id, unavailable device).
+    misuse (invalid spec, unknown check id, unavailable device). The project config in the current
+    directory (lossctl.yaml or [tool.lossctl]) applies as on the command line; arguments win.
     """
-    options = RunOptions(
-        device=device, seed=seed, checks=tuple(checks) if checks else None, skip=tuple(skip), jobs=jobs
+    settings = resolve_settings(
+        device=device,
+        seed=seed,
+        checks=checks,
+        skip=skip,
+        jobs=jobs,
+        allow_unverified_gradients=allow_unverified_gradients,
     )
-    jobs_to_run = _jobs(target, spec)
+    options = settings.run_options()
+    jobs_to_run = _jobs(target, spec, settings.tolerance)
     if jobs > 0 and any(job.target is not None for job in jobs_to_run):
         raise LossctlError(
             "an object passed to lossctl.check runs in this process only (jobs=0)",
@@ -51,6 +61,7 @@ def assert_gradients(
     checks: Sequence[str] | None = None,
     skip: Sequence[str] = (),
     seed: int = 0,
+    allow_unverified_gradients: bool | None = None,
     **kwargs: Any,
 ) -> Report:
     """Check `function` on these exact arguments; raise AssertionError with lossctl's diagnosis
@@ -72,13 +83,17 @@ def assert_gradients(
         names = positional[: len(args)] + [f"arg{i}" for i in range(len(positional), len(args))]
     values = {**dict(zip(names, args, strict=True)), **kwargs}
     device = next((str(v.device) for v in values.values() if hasattr(v, "device")), "cpu")
+    settings = resolve_settings(
+        device=device, seed=seed, checks=checks, skip=skip, allow_unverified_gradients=allow_unverified_gradients
+    )
     spec = Spec(
         function=f"{getattr(function, '__module__', '')}.{name}",
         name=name,
         args={k: ValueArg(v) for k, v in values.items()},
         seed=seed,
+        tolerance=replace(Tolerance(), **settings.tolerance),
     )
-    options = RunOptions(device=device, seed=seed, checks=tuple(checks) if checks else None, skip=tuple(skip))
+    options = settings.run_options()
     report = run_checks([Job(spec, target=function)], options)
     if not report.ok:
         raise AssertionError(failure_text(report))
@@ -100,7 +115,7 @@ def failure_text(report: Report) -> str:
     return "\n".join(lines)
 
 
-def _jobs(target: Any, spec: str | Mapping[str, Any] | None) -> list[Job]:
+def _jobs(target: Any, spec: str | Mapping[str, Any] | None, tolerance: Mapping[str, float] | None = None) -> list[Job]:
     obj = None if target is None or isinstance(target, str | Path) else target
     if spec is not None:
         data = yaml.safe_load(spec) if isinstance(spec, str) else dict(spec)
@@ -110,14 +125,18 @@ def _jobs(target: Any, spec: str | Mapping[str, Any] | None) -> list[Job]:
             data.setdefault("function", f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', 'object')}")
         elif target is not None:
             data.setdefault("function", str(target))
-        specs = load_specs(yaml.safe_dump(data, sort_keys=False), source="<spec>")
+        specs = load_specs(yaml.safe_dump(data, sort_keys=False), source="<spec>", tolerance=tolerance)
         return [Job(s, target=obj) for s in specs]
     if obj is not None:
         reference = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', 'object')}"
-        return [Job(Spec(function=reference, name=getattr(obj, "__name__", reference), args_given=False), target=obj)]
+        name = getattr(obj, "__name__", reference)
+        spec = Spec(
+            function=reference, name=name, args_given=False, tolerance=replace(Tolerance(), **(tolerance or {}))
+        )
+        return [Job(spec, target=obj)]
     if target is None:
         raise LossctlError("lossctl.check needs a target or a spec")
-    return collect([str(target)], configs_dir=Path("configs"))
+    return collect([str(target)], configs_dir=Path("configs"), tolerance=tolerance)
 
 
 def inputs_for(spec: str | Mapping[str, Any], point: int = 0, device: str = "cpu") -> dict[str, Any]:

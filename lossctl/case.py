@@ -1,24 +1,41 @@
-"""A case: one spec at one point of its sweep, its built inputs, and ways to call and differentiate it."""
+"""The check context: one spec at one point of its sweep, its built inputs, and the one door through
+which checks run user code (forward, vjp, gradcheck, dtype variants), with probes cached per case."""
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from lossctl.device import seed_device
+from lossctl.device import clock, seed_device
 from lossctl.inputs import build_inputs, derive_seed
 from lossctl.spec import CasePoint, Spec
 from lossctl.target import Target
 
+DEFAULT_BUDGET_S = 60.0
+"""Seconds a case's checks may take together (issue 9 wires `--budget`/`budget:` to it)."""
+
+
+SLOW_MODE_MAX_INPUTS = 2048
+"""Up to this many input elements, gradcheck builds the full Jacobian (slow mode)."""
+SLOW_MODE_MAX_OUTPUTS = 256
+
+
+class Float64Unsupported(Exception):
+    """The Function cannot run on float64 copies of its inputs (the message says why)."""
+
 
 @dataclass
-class Case:
-    """Everything a check needs. Checks call `fresh()` for inputs so no check sees another's
-    in-place changes."""
+class CheckContext:
+    """Everything a check needs, and the only way a check runs user code: `call`/`forward`, `vjp`,
+    `backward`, `gradcheck`/`gradgradcheck` and `in_dtype` apply the case's keyword arguments,
+    seeds and device every time. Probes a check would otherwise repeat (float64 support, forward
+    randomness, the float64 outputs, the cost of one forward+backward) are measured once per case.
+    Checks call `fresh()` for inputs so no check sees another's in-place changes."""
 
     id: str
     spec: Spec
@@ -30,8 +47,14 @@ class Case:
     """forward's positional parameters, in order (defaults filled in)."""
     values: tuple[Any, ...]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    budget_s: float = DEFAULT_BUDGET_S
+    """Seconds the case's checks may take together; `remaining_s()` is what is left of it."""
+    started: float = field(default_factory=time.monotonic, repr=False)
     _callables: dict[Any, Callable[..., Any]] = field(default_factory=dict, repr=False)
     _random_forward: bool | None = field(default=None, repr=False)
+    _float64_error: str | None = field(default=None, repr=False)
+    _float64_outputs: tuple[Any, ...] | None = field(default=None, repr=False)
+    _cost_s: float | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ inputs
 
@@ -83,21 +106,77 @@ class Case:
             self._callables[key] = self.target.make_callable(self.spec.module_kwargs, device=self.device, dtype=dtype)
         return self._callables[key]
 
-    def call(self, values: Sequence[Any], dtype: torch.dtype | None = None, stream: str = "forward") -> tuple[Any, ...]:
-        """Run forward. Every call draws the same random numbers (a forward with dropout or noise
-        gives comparable outputs across the calls a check makes), and the caller's random stream
-        is left as it was."""
+    def call(
+        self,
+        values: Sequence[Any],
+        dtype: torch.dtype | None = None,
+        stream: str = "forward",
+        fn: Callable[..., Any] | None = None,
+    ) -> tuple[Any, ...]:
+        """Run forward (or `fn`, a wrapped forward such as a compiled one) with the case's keyword
+        arguments. Every call draws the same random numbers (a forward with dropout or noise gives
+        comparable outputs across the calls a check makes), and the caller's random stream is left
+        as it was."""
         kwargs = {k: _copy(v, dtype) for k, v in self.kwargs.items()}
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             seed_device(self.device, derive_seed(self.seed, stream))
-            return as_outputs(self.function(dtype)(*values, **kwargs))
+            return as_outputs((fn or self.function(dtype))(*values, **kwargs))
+
+    def forward(self, dtype: torch.dtype | None = None) -> tuple[Any, ...]:
+        """Forward on fresh inputs (cast to `dtype` when given)."""
+        return self.call(self.fresh(dtype), dtype)
+
+    def in_dtype(self, dtype: torch.dtype) -> list[Any]:
+        """The inputs rounded to `dtype` (floating tensors only), as new leaves."""
+        return self.fresh(dtype)
+
+    # ------------------------------------------------------------------ cached probes
+
+    def runs_in_float64(self) -> bool:
+        """Whether the Function accepts float64 copies of its inputs on this device (probed once)."""
+        return self.float64_error() is None
+
+    def float64_error(self) -> str | None:
+        """Why the Function cannot run in float64, or None when it can (probed once)."""
+        if self._float64_outputs is None and self._float64_error is None:
+            if not float64_supported(self.device):
+                self._float64_error = f"float64 is not supported on {self.device.type}"
+            else:
+                try:
+                    self._float64_outputs = self.call(self.fresh(torch.float64), torch.float64)
+                except Exception as error:
+                    self._float64_error = f"cannot run in float64 ({type(error).__name__}: {error})"
+        return self._float64_error
+
+    def float64_outputs(self) -> tuple[Any, ...]:
+        """Forward's outputs on float64 copies of the inputs (run once; raises Float64Unsupported)."""
+        if (why := self.float64_error()) is not None:
+            raise Float64Unsupported(why)
+        assert self._float64_outputs is not None
+        return self._float64_outputs
+
+    def cost_s(self) -> float:
+        """Seconds one forward+backward of this case takes (measured once, on first ask): what a
+        check's plan is priced in."""
+        if self._cost_s is None:
+            start = clock(self.device)
+            values = self.fresh()
+            outputs = differentiable_outputs(self.call(values))
+            if outputs and self.diff_indices:
+                self.backward(outputs, values, self.random_cotangents(outputs, "cost"))
+            self._cost_s = clock(self.device) - start
+        return self._cost_s
+
+    def remaining_s(self) -> float:
+        """Seconds left of the case's budget."""
+        return self.budget_s - (time.monotonic() - self.started)
 
     def forward_is_random(self) -> bool:
         """Whether forward draws random numbers (dropout, noise): two calls with different random
         streams give different outputs. Measured once per case: three checks ask."""
         if self._random_forward is None:
-            first = self.call(self.fresh(), stream="forward")
+            first = self.forward()
             second = self.call(self.fresh(), stream="forward-other")
             self._random_forward = any(
                 isinstance(a, torch.Tensor) and not torch.equal(a.detach(), b.detach())
@@ -113,7 +192,9 @@ class Case:
         return out
 
     @classmethod
-    def build(cls, case_id: str, spec: Spec, point: CasePoint, target: Target, device: torch.device, seed: int) -> Case:
+    def build(
+        cls, case_id: str, spec: Spec, point: CasePoint, target: Target, device: torch.device, seed: int
+    ) -> CheckContext:
         """Draw the inputs for one point of a spec and bind them to the target's signature."""
         values = build_inputs(spec, point.dims, seed=seed, device=device)
         positional, keyword = target.bind(values)
@@ -129,11 +210,13 @@ class Case:
             kwargs=keyword,
         )
 
-    def with_dims(self, dims: Mapping[str, int]) -> Case:
-        """The same case with other sizes (inputs rebuilt from the same seed)."""
+    def with_dims(self, dims: Mapping[str, int]) -> CheckContext:
+        """The same case with other sizes (inputs rebuilt from the same seed), sharing the budget."""
         label = ",".join(f"{k}={v}" for k, v in dims.items())
         point = CasePoint(dims=dict(dims), swept=tuple(dims))
-        return Case.build(f"{self.spec.name}[{label}]", self.spec, point, self.target, self.device, self.seed)
+        other = type(self).build(f"{self.spec.name}[{label}]", self.spec, point, self.target, self.device, self.seed)
+        other.budget_s, other.started = self.budget_s, self.started
+        return other
 
     def output_positions(self, outputs: Sequence[Any]) -> list[int]:
         """Positions of the differentiable outputs (to pick the same ones under no_grad)."""
@@ -146,19 +229,76 @@ class Case:
     def vjp(
         self,
         values: Sequence[Any],
-        cotangents: Sequence[torch.Tensor] | Callable[[list[torch.Tensor]], Sequence[torch.Tensor]],
+        cotangents: Sequence[torch.Tensor] | Callable[[list[torch.Tensor]], Sequence[torch.Tensor]] | str,
         dtype: torch.dtype | None = None,
+        *,
+        fn: Callable[..., Any] | None = None,
+        create_graph: bool = False,
     ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
-        """Run forward on `values`, then backward with `cotangents` (or a function building them
-        from the differentiable outputs). Returns those outputs and one gradient per
-        differentiable input (None where backward gave none)."""
-        outputs = differentiable_outputs(self.call(values, dtype))
+        """Run forward on `values`, then backward with `cotangents` (a list, a function building
+        them from the differentiable outputs, or a label naming the seeded random stream to draw
+        them from). Returns those outputs and one gradient per differentiable input (None where
+        backward gave none)."""
+        outputs = differentiable_outputs(self.call(values, dtype, fn=fn))
         if not outputs:
             raise NoDifferentiableOutput()
-        grads_out = cotangents(outputs) if callable(cotangents) else list(cotangents)
-        inputs = [values[i] for i in self.diff_indices]
-        grads = torch.autograd.grad(outputs, inputs, grads_out, allow_unused=True)
-        return outputs, list(grads)
+        if isinstance(cotangents, str):
+            grads_out = self.random_cotangents(outputs, cotangents)
+        else:
+            grads_out = cotangents(outputs) if callable(cotangents) else list(cotangents)
+        return outputs, self.backward(outputs, values, grads_out, create_graph=create_graph)
+
+    def backward(
+        self,
+        outputs: Sequence[Any],
+        values: Sequence[Any],
+        cotangents: Sequence[torch.Tensor],
+        *,
+        inputs: Sequence[torch.Tensor] | None = None,
+        create_graph: bool = False,
+    ) -> list[torch.Tensor | None]:
+        """Gradients of the differentiable `outputs` (forward's, all or some) with `cotangents`,
+        w.r.t. `inputs` (default: the differentiable positions of `values`); None where unused."""
+        diff = differentiable_outputs(outputs)
+        if not diff:
+            raise NoDifferentiableOutput()
+        wrt = list(inputs) if inputs is not None else [values[i] for i in self.diff_indices]
+        grads = torch.autograd.grad(diff, wrt, list(cotangents), allow_unused=True, create_graph=create_graph)
+        return list(grads)
+
+    # ------------------------------------------------------------------ gradcheck
+
+    def float64_function(self, values: list[Any]) -> tuple[Callable[..., tuple[Any, ...]], tuple[torch.Tensor, ...]]:
+        """The Function as a function of its differentiable inputs only (the others fixed), run in
+        float64: what gradcheck and gradgradcheck take, with those inputs."""
+
+        def fn(*diff: torch.Tensor) -> tuple[Any, ...]:
+            return self.call(self.substitute(values, diff), torch.float64)
+
+        return fn, tuple(values[i] for i in self.diff_indices)
+
+    def use_fast_mode(self, max_inputs: int = SLOW_MODE_MAX_INPUTS) -> bool:
+        """Slow mode (the full Jacobian) for small cases, fast mode (random projections) above."""
+        inputs = sum(self.values[i].numel() for i in self.diff_indices)
+        outputs = sum(o.numel() for o in differentiable_outputs(self.float64_outputs()))
+        return inputs > max_inputs or outputs > SLOW_MODE_MAX_OUTPUTS
+
+    def gradcheck(self, values: list[Any], *, fast: bool, **settings: Any) -> None:
+        """torch.autograd.gradcheck on float64 `values` (raises GradcheckError on a mismatch)."""
+        fn, inputs = self.float64_function(values)
+        tol = self.spec.tolerance
+        settings = {"eps": tol.eps, "atol": tol.atol, "rtol": tol.rtol, **settings}
+        torch.autograd.gradcheck(fn, inputs, fast_mode=fast, **settings)
+
+    def gradgradcheck(self, values: list[Any], *, fast: bool) -> None:
+        """torch.autograd.gradgradcheck on float64 `values` (raises GradcheckError on a mismatch)."""
+        fn, inputs = self.float64_function(values)
+        tol = self.spec.tolerance
+        torch.autograd.gradgradcheck(fn, inputs, eps=tol.eps, atol=tol.atol, rtol=tol.rtol, fast_mode=fast)
+
+
+Case = CheckContext
+"""The name checks have always used: a CheckContext is a case plus the door to its user code."""
 
 
 class NoDifferentiableOutput(Exception):

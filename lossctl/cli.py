@@ -6,7 +6,6 @@ Imports nothing heavy at module level, so `lossctl --help` never imports torch.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import traceback
 import warnings
@@ -23,7 +22,8 @@ from lossctl.render import Format
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 every check passed (skips allowed) · 1 a check failed or raised · "
-    "2 nothing could run (bad arguments, invalid spec, unavailable device, nothing loadable)."
+    "2 nothing could run (bad arguments, invalid spec, unavailable device, nothing loadable) · "
+    "3 lossctl itself broke (please report)."
 )
 
 app = typer.Typer(
@@ -72,20 +72,7 @@ class CheckCommand:
     shard: str | None
     config: Path | None
     allow_large: bool = False
-
-
-def _parse_jobs(text: str) -> int:
-    from lossctl.errors import UsageError
-
-    if text.strip().lower() == "auto":
-        return os.cpu_count() or 1
-    try:
-        value = int(text)
-    except ValueError:
-        raise UsageError(f"--jobs: `{text}` is not a number", hint="use a count, auto, or 0 for in-process") from None
-    if value < 0:
-        raise UsageError("--jobs must be 0 or more")
-    return value
+    allow_unverified_gradients: bool = False
 
 
 def _parse_shard(text: str) -> tuple[int, int]:
@@ -180,6 +167,13 @@ def check(
     allow_large: Annotated[
         bool, typer.Option("--allow-large", help="Run specs whose inputs need more than 1 GiB per case.")
     ] = False,
+    allow_unverified_gradients: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unverified-gradients",
+            help="Pass even when no check could verify a gradient value (e.g. a float32-only kernel).",
+        ),
+    ] = False,
 ) -> None:
     """Check forward, backward and gradients of Functions, from specs or by dotted path."""
     command = CheckCommand(
@@ -198,6 +192,7 @@ def check(
         shard=shard,
         config=config,
         allow_large=allow_large,
+        allow_unverified_gradients=allow_unverified_gradients,
     )
     raise typer.Exit(_guarded(lambda: _run_check(command), verbose))
 
@@ -208,7 +203,9 @@ def bench(
         list[str] | None,
         typer.Argument(help="As for `check`. Default: every spec under ./configs/.", show_default=False),
     ] = None,
-    device: Annotated[str, typer.Option("--device", "-d", help="cpu, cuda, cuda:N, mps, or auto.")] = "auto",
+    device: Annotated[
+        str | None, typer.Option("--device", "-d", help="cpu, cuda, cuda:N, mps, or auto. [default: auto]")
+    ] = None,
     dtype: Annotated[
         str | None, typer.Option("--dtype", help="Cast floating inputs to this dtype (e.g. bfloat16).")
     ] = None,
@@ -266,7 +263,7 @@ class BenchCommand:
     """`lossctl bench`'s flags, parsed."""
 
     targets: tuple[str, ...]
-    device: str
+    device: str | None
     dtype: str | None
     dims: tuple[str, ...]
     seed: int | None
@@ -286,11 +283,11 @@ def _run_bench(command: BenchCommand) -> ExitCode:
     import math
 
     from lossctl.bench import BenchOptions, load_saved, parse_dims, parse_percent, run_bench
-    from lossctl.config import load_config
     from lossctl.errors import UsageError
     from lossctl.files import check_distinct, check_writable, write_atomic
     from lossctl.flags import validate_device, validate_seed, validate_targets
     from lossctl.limits import MAX_INPUT_BYTES
+    from lossctl.settings import resolve_settings
     from lossctl.spec import check_input_memory
     from lossctl.suite import collect
 
@@ -311,8 +308,9 @@ def _run_bench(command: BenchCommand) -> ExitCode:
         from lossctl.render.plot import require_matplotlib
 
         require_matplotlib()
+    settings = resolve_settings(device=command.device, seed=command.seed)
     options = BenchOptions(
-        device=command.device,
+        device=settings.device,
         dtype=command.dtype,
         dims=parse_dims(command.dims),
         seed=command.seed,
@@ -322,9 +320,10 @@ def _run_bench(command: BenchCommand) -> ExitCode:
         compare_name=str(command.compare) if command.compare else None,
         fail_slower=parse_percent(command.fail_slower),
     )
-    project = load_config()
-    targets = command.targets or tuple(project.spec_paths())
-    jobs = collect(targets, configs_dir=project.root / "configs", explicit=bool(command.targets))
+    targets = command.targets or settings.spec_paths
+    jobs = collect(
+        targets, configs_dir=settings.configs_dir, tolerance=settings.tolerance, explicit=bool(command.targets)
+    )
     check_input_memory(
         [job.spec for job in jobs], limit=None if command.allow_large else MAX_INPUT_BYTES, overrides=options.dims
     )
@@ -402,41 +401,40 @@ def _quiet_torch_warnings() -> None:
 
 def _run_check(command: CheckCommand) -> ExitCode:
     _quiet_torch_warnings()
-    from lossctl.config import load_config
     from lossctl.files import check_repro_folder
-    from lossctl.flags import validate_check_command, validate_in_process_timeout, validate_selection, validate_timeout
+    from lossctl.flags import validate_check_command, validate_in_process_timeout, validate_selection
     from lossctl.limits import MAX_INPUT_BYTES
     from lossctl.render.outputs import plan_outputs, write_outputs
+    from lossctl.settings import resolve_settings
     from lossctl.spec import check_input_memory
     from lossctl.suite import collect, filter_changed
 
     validate_check_command(command)
-    project = load_config(explicit=command.config)
     plan = plan_outputs(command.formats, command.outputs)
-    timeout = command.timeout if command.timeout is not None else (project.timeout or 300.0)
-    validate_timeout(timeout, "--timeout" if command.timeout is not None else "the config's timeout")
     if command.repro is not None:
         check_repro_folder(command.repro)
-    # Specs are read before torch is imported: a hostile spec is refused in milliseconds.
-    targets = command.targets or tuple(project.spec_paths())
-    jobs = collect(
-        targets, configs_dir=project.root / "configs", tolerance=project.tolerance, explicit=bool(command.targets)
-    )
-    check_input_memory([job.spec for job in jobs], limit=None if command.allow_large else MAX_INPUT_BYTES)
-    from lossctl.runner import RunOptions, run_checks
-
-    options = RunOptions(
-        device=command.device or project.device or "auto",
+    settings = resolve_settings(
+        device=command.device,
         seed=command.seed,
         checks=_split(command.checks) or None,
-        skip=tuple(dict.fromkeys((*project.skip, *_split(command.skip)))),
-        base_checks=project.checks,
-        jobs=_parse_jobs(command.jobs or project.jobs or "1"),
-        timeout=timeout,
+        skip=_split(command.skip),
+        jobs=command.jobs,
+        timeout=command.timeout,
         shard=_parse_shard(command.shard) if command.shard else None,
+        allow_unverified_gradients=command.allow_unverified_gradients or None,
+        config=command.config,
     )
-    validate_selection(options.checks or (), options.skip)
-    validate_in_process_timeout(options.jobs, command.timeout is not None)
+    validate_selection(settings.checks or (), settings.skip)
+    validate_in_process_timeout(settings.jobs, command.timeout is not None)
+    # Specs are read before torch is imported: a hostile spec is refused in milliseconds.
+    targets = command.targets or settings.spec_paths
+    jobs = collect(
+        targets, configs_dir=settings.configs_dir, tolerance=settings.tolerance, explicit=bool(command.targets)
+    )
+    check_input_memory([job.spec for job in jobs], limit=None if command.allow_large else MAX_INPUT_BYTES)
+    from lossctl.runner import run_checks
+
+    options = settings.run_options()
     err = Console(stderr=True)
     if command.changed_since is not None:
         jobs = filter_changed(jobs, command.changed_since)
@@ -487,13 +485,12 @@ def _guarded(work: object, verbose: bool) -> int:
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")
         return 130
-    except Exception as error:  # a bug in lossctl itself: say so, without a wall of text
-        err.print(f"[bold red]internal error in lossctl:[/] {type(error).__name__}: {_escape(str(error))}")
-        if verbose or os.environ.get("LOSSCTL_DEBUG"):
-            err.print(traceback.format_exc(), markup=False)
-        else:
-            err.print("rerun with -v (or LOSSCTL_DEBUG=1) for the traceback, and please report it")
-        return int(ExitCode.USAGE)
+    except Exception as error:  # a bug in lossctl itself: exit 3, so CI tells it from a bad spec (2)
+        err.print(
+            f"[bold red]internal error in lossctl — please report:[/] {type(error).__name__}: {_escape(str(error))}"
+        )
+        err.print(traceback.format_exc(), markup=False)
+        return int(ExitCode.INTERNAL)
 
 
 def _escape(text: str) -> str:

@@ -13,10 +13,11 @@ from typing import Any
 
 import yaml
 
+from lossctl.catalogue import CHECK_IDS
 from lossctl.errors import LossctlError, SpecError
-from lossctl.spec import CHECK_IDS, TOLERANCE_KEYS
+from lossctl.spec import TOLERANCE_KEYS
 
-CONFIG_KEYS = ("specs", "device", "checks", "skip", "tolerance", "timeout", "jobs")
+CONFIG_KEYS = ("specs", "device", "checks", "skip", "tolerance", "timeout", "jobs", "allow_unverified_gradients")
 
 
 class ConfigError(SpecError):
@@ -35,6 +36,8 @@ class ProjectConfig:
     """Tolerance defaults for every spec (a spec's own `tolerance:` wins)."""
     timeout: float | None = None
     jobs: str | None = None
+    allow_unverified_gradients: bool = False
+    """Accept runs where no check could verify a gradient value (e.g. a float32-only kernel)."""
     source: str | None = None
     root: Path = field(default_factory=Path.cwd)
 
@@ -140,6 +143,10 @@ def parse_config(data: Any, *, source: str, root: Path) -> ProjectConfig:
         if not (jobs == "auto" or (isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 0)):
             raise error("jobs", f"expected a count >= 0 or auto, got {jobs!r}")
         values["jobs"] = str(jobs)
+    if "allow_unverified_gradients" in data:
+        if not isinstance(data["allow_unverified_gradients"], bool):
+            raise error("allow_unverified_gradients", "expected true or false")
+        values["allow_unverified_gradients"] = data["allow_unverified_gradients"]
     return ProjectConfig(**values, source=source, root=root)
 
 

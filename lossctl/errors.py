@@ -15,6 +15,8 @@ class ExitCode(IntEnum):
     USAGE = 2
     """Nothing could run: bad arguments, an invalid spec, an unavailable device, or no
     Function could be loaded."""
+    INTERNAL = 3
+    """lossctl itself broke (a bug to report): the traceback is printed."""
     INTERRUPTED = 130
     """Ctrl-C: the cases that finished were reported."""
 

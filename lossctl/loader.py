@@ -254,6 +254,11 @@ def user_location(frames: list[traceback.FrameSummary]) -> str | None:
     return found
 
 
+def is_user_file(filename: str) -> bool:
+    """Whether a source file is the user's (not torch's, not lossctl's own)."""
+    return _is_users(filename)
+
+
 @functools.lru_cache(maxsize=1024)
 def _is_users(filename: str) -> bool:
     """Whether a source file is the user's: not lossctl's own (its examples count as the user's),

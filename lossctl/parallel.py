@@ -23,6 +23,12 @@ from typing import Any
 from lossctl.report import CaseResult
 
 OnCase = Callable[[CaseResult], None]
+RunTask = Callable[[Any, Any], list[CaseResult]]
+"""Runs one task in this process: (task, options) -> its case results (runner.run_task)."""
+OnCrash = Callable[[Any, Any, str, float], CaseResult]
+"""The ERROR row for a task whose worker died or hung: (task, options, message, elapsed ms)."""
+Prepare = Callable[[Any], None]
+"""Run once in each new worker with the options, before its first task (runner.warm_up_for)."""
 
 SIGNAL_MEANINGS = {
     signal.SIGSEGV: "a segmentation fault in native code",
@@ -63,7 +69,16 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _worker_main(connection: Any, options: Any, cwd: str, threads: int, parent_pid: int) -> None:
+def _worker_main(
+    connection: Any,
+    run_task: RunTask,
+    on_crash: OnCrash,
+    prepare: Prepare | None,
+    options: Any,
+    cwd: str,
+    threads: int,
+    parent_pid: int,
+) -> None:
     """A worker's loop: receive (index, task), run it, send (index, results)."""
     import warnings
 
@@ -73,9 +88,7 @@ def _worker_main(connection: Any, options: Any, cwd: str, threads: int, parent_p
 
     import torch
 
-    from lossctl.device import resolve_device
     from lossctl.loader import describe_exception
-    from lossctl.runner import crash_result, run_task, warm_up
 
     warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
     os.chdir(cwd)
@@ -83,7 +96,8 @@ def _worker_main(connection: Any, options: Any, cwd: str, threads: int, parent_p
     sys.stdout.flush()
     os.dup2(2, 1)
     torch.set_num_threads(threads)  # workers share the cores instead of oversubscribing them
-    warm_up(resolve_device(options.device))
+    if prepare is not None:
+        prepare(options)
     while True:
         try:
             message = connection.recv()
@@ -96,11 +110,11 @@ def _worker_main(connection: Any, options: Any, cwd: str, threads: int, parent_p
         try:
             results = run_task(task, options)
         except KeyboardInterrupt as error:  # the user's code raised it: an interrupt, as in-process
-            results = [crash_result(task, options, f"interrupted: {describe_exception(error)}", 0.0)]
+            results = [on_crash(task, options, f"interrupted: {describe_exception(error)}", 0.0)]
             interrupted = True
         except BaseException as error:  # lossctl itself failed on this case: report, keep going
             message = f"lossctl failed on this case: {type(error).__name__}: {error}"
-            results = [crash_result(task, options, message, 0.0)]
+            results = [on_crash(task, options, message, 0.0)]
         connection.send((index, results, interrupted))
 
 
@@ -114,15 +128,18 @@ class _Worker:
 
 def run_isolated(
     tasks: Sequence[Any],
+    run_task: RunTask,
     options: Any,
     workers: int,
     timeout: float,
     on_case: OnCase | None = None,
+    *,
+    on_crash: OnCrash,
+    prepare: Prepare | None = None,
 ) -> ParallelOutcome:
-    """Run `tasks` (runner.Task) on `workers` processes; results come back in task order."""
+    """Run `tasks` with `run_task(task, options)` on `workers` processes; results come back in
+    task order. The executor knows nothing of what a task is: the runner passes its functions in."""
     import torch
-
-    from lossctl.runner import crash_result
 
     context = _context()
     threads = max(1, torch.get_num_threads() // max(1, min(workers, len(tasks))))
@@ -133,7 +150,9 @@ def run_isolated(
     def start() -> _Worker:
         parent, child = context.Pipe()
         process = context.Process(
-            target=_worker_main, args=(child, options, os.getcwd(), threads, os.getpid()), daemon=True
+            target=_worker_main,
+            args=(child, run_task, on_crash, prepare, options, os.getcwd(), threads, os.getpid()),
+            daemon=True,
         )
         process.start()
         child.close()
@@ -154,7 +173,7 @@ def run_isolated(
         if worker.task is not None:
             index, task = worker.task
             elapsed_ms = (time.monotonic() - worker.started) * 1e3
-            finish(index, [crash_result(task, options, message, elapsed_ms)])
+            finish(index, [on_crash(task, options, message, elapsed_ms)])
         pool.remove(worker)
         if queue:
             pool.append(start())

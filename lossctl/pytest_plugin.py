@@ -18,7 +18,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lossctl", action="store_true", help="collect lossctl spec files (*.yaml) as tests")
     group.addoption("--lossctl-device", default=None, help="device for lossctl checks (default: cpu)")
     parser.addini("lossctl", type="bool", default=False, help="collect lossctl spec files as tests")
-    parser.addini("lossctl_device", default="cpu", help="device for lossctl checks")
+    parser.addini("lossctl_device", default="", help="device for lossctl checks (default: the config's, else cpu)")
+
+
+VERIFIED = "verified"
+"""lossctl.report.VERIFIED: the item failing a case where no gradient value could be verified."""
 
 
 def _enabled(config: pytest.Config) -> bool:
@@ -37,6 +41,21 @@ def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> pytest.Col
     return SpecFile.from_parent(parent, path=file_path)
 
 
+def _settings(config: pytest.Config) -> Any:
+    """The project's settings (lossctl.yaml / [tool.lossctl] at the rootdir), resolved once, with
+    --lossctl-device over the config's device."""
+    cached = getattr(config, "_lossctl_settings", None)
+    if cached is None:
+        from lossctl.config import load_config
+        from lossctl.settings import resolve_settings
+
+        project = load_config(Path(config.rootpath))
+        device = config.getoption("--lossctl-device") or config.getini("lossctl_device") or project.device or "cpu"
+        cached = resolve_settings(project, device=device)
+        config._lossctl_settings = cached  # type: ignore[attr-defined]
+    return cached
+
+
 class SpecFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         from lossctl.checks import select_checks
@@ -45,17 +64,18 @@ class SpecFile(pytest.File):
         from lossctl.suite import Job
 
         try:
-            specs = load_spec_file(self.path)
+            settings = _settings(self.config)
+            specs = load_spec_file(self.path, tolerance=settings.tolerance)
         except LossctlError as error:
             yield InvalidSpec.from_parent(self, name="spec", message=str(error))
             return
         for spec in specs:
-            checks = select_checks(None, (), spec.checks)
+            checks = select_checks(settings.checks, settings.skip, spec.checks, settings.base_checks)
             for index, point in enumerate(sweep(spec)):
                 case_id = f"{spec.name}[{point.label()}]" if point.swept else spec.name
-                for check in checks:
+                for check_id in [c.id for c in checks] + [VERIFIED]:
                     yield CheckItem.from_parent(
-                        self, name=f"{case_id}::{check.id}", job=Job(spec), point=index, check_id=check.id
+                        self, name=f"{case_id}::{check_id}", job=Job(spec), point=index, check_id=check_id
                     )
 
 
@@ -87,10 +107,10 @@ class CheckItem(pytest.Item):
         """The case's results, run once for all its check items."""
         key = (str(self.path), self.job.spec.name, self.point)
         if key not in _CASES:
-            from lossctl.runner import RunOptions, Task, run_task
+            from lossctl.runner import Task, run_task
 
-            device = self.config.getoption("--lossctl-device") or self.config.getini("lossctl_device")
-            (case,) = run_task(Task(self.job, self.point), RunOptions(device=device)) or (None,)
+            options = _settings(self.config).run_options()
+            (case,) = run_task(Task(self.job, self.point), options) or (None,)
             _CASES[key] = {r.check: r for r in case.checks} if case else {}
         return _CASES[key]
 
@@ -102,6 +122,8 @@ class CheckItem(pytest.Item):
         if broken is not None:
             raise LossctlFailure(f"{broken.detail}\n{broken.traceback or ''}".rstrip())
         result = results.get(self.check_id)
+        if result is None and self.check_id == VERIFIED:
+            return  # a gradient check verified a gradient value (or none was asked for)
         if result is None:
             pytest.skip(f"{self.check_id} did not run")
         if result.status is Status.SKIPPED:

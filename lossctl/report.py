@@ -133,6 +133,8 @@ SETUP = "setup"
 """The pseudo-check that reports a case that could not be set up (load, bind, build)."""
 RUN = "run"
 """The pseudo-check that reports a case whose worker process crashed, hung or was killed."""
+VERIFIED = "verified"
+"""The pseudo-check saying no gradient value was verified (every selected gradient check skipped)."""
 
 
 def _plain(value: Any) -> Any:

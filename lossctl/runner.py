@@ -9,13 +9,16 @@ from dataclasses import dataclass, replace
 import torch
 
 from lossctl.case import NO_OUTPUT_HINT, Case, NoDifferentiableOutput, engine_rejection
+from lossctl.catalogue import CHECK_IDS
+from lossctl.catalogue import info as catalogue_info
 from lossctl.checks import select_checks
 from lossctl.checks.base import Check, Skip
 from lossctl.device import clock, device_name, resolve_device, seed_device
 from lossctl.errors import LossctlError
 from lossctl.inputs import derive_seed
 from lossctl.loader import describe_exception, format_user_traceback, load_object
-from lossctl.report import RUN, SETUP, CaseResult, CheckResult, Environment, Outcome, Report, Status
+from lossctl.report import RUN, SETUP, VERIFIED, CaseResult, CheckResult, Environment, Outcome, Report, Status
+from lossctl.settings import allows_unverified
 from lossctl.spec import CasePoint, Spec, sweep, with_default_args
 from lossctl.suite import Job
 from lossctl.target import Target, classify
@@ -42,6 +45,9 @@ class RunOptions:
     """(K, N): run only the K-th of N deterministic slices of the cases (1-based)."""
     timeout: float = 300.0
     """Seconds a case may take in a worker before it is killed and reported."""
+    allow_unverified_gradients: bool | None = None
+    """Accept a case whose selected gradient checks all skipped (None: the spec, else the config, decides)."""
+    config_allows_unverified: bool = False
 
 
 def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | None = None) -> Report:
@@ -58,7 +64,9 @@ def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | N
                 if on_result:
                     on_result(case.case, result)
 
-        outcome = run_isolated(tasks, options, options.jobs, options.timeout, on_case)
+        outcome = run_isolated(
+            tasks, run_task, options, options.jobs, options.timeout, on_case, on_crash=crash_result, prepare=warm_up_for
+        )
         return Report(tuple(outcome.results), environment(device), interrupted=outcome.interrupted)
     warm_up(device)
     cases: list[CaseResult] = []
@@ -100,6 +108,11 @@ def warm_up(device: torch.device) -> None:
     x = torch.ones(2, device=device, dtype=torch.float64, requires_grad=True)
     y = x * x
     torch.autograd.grad([y], [x], [torch.ones_like(y)])  # explicit grad_outputs import more
+
+
+def warm_up_for(options: RunOptions) -> None:
+    """What a worker process runs once before its first case."""
+    warm_up(resolve_device(options.device))
 
 
 def environment(device: torch.device) -> Environment:
@@ -207,12 +220,17 @@ def _run_job(
     seed = job.spec.seed if options.seed is None else options.seed
     notes = list(job.notes)
     results = []
+    allow = allows_unverified(
+        options.allow_unverified_gradients,
+        job.spec.allow_unverified_gradients,
+        options.config_allows_unverified,
+    )
     with isolated_state() as changed:  # around building too: a Module's constructor is user code
         for item in build_cases(job, device, seed, notes, points):
             if isinstance(item, SetupFailure):
                 results.append(_setup_failed(job.spec, seed, device, item, notes, on_result))
             else:
-                results.append(_run_case(item, checks, tuple(notes), on_result))
+                results.append(_run_case(item, checks, tuple(notes), on_result, allow))
     note = state_note(changed)
     return [replace(result, notes=(*result.notes, note)) for result in results] if note else results
 
@@ -271,7 +289,13 @@ def _setup_failed(
     )
 
 
-def _run_case(case: Case, checks: tuple[Check, ...], notes: tuple[str, ...], on_result: OnResult | None) -> CaseResult:
+def _run_case(
+    case: Case,
+    checks: tuple[Check, ...],
+    notes: tuple[str, ...],
+    on_result: OnResult | None,
+    allow_unverified: bool = False,
+) -> CaseResult:
     results: list[CheckResult] = []
 
     def record(result: CheckResult) -> None:
@@ -289,6 +313,8 @@ def _run_case(case: Case, checks: tuple[Check, ...], notes: tuple[str, ...], on_
         rejected: dict[str, str] = {}
         for check in checks:
             record(_run_one(case, check.id, check.run, rejected))
+        if (unverified := unverified_gradients(case, results, allow_unverified)) is not None:
+            record(unverified)
     file, line = case.target.source_location()
     return CaseResult(
         case=case.id,
@@ -303,6 +329,32 @@ def _run_case(case: Case, checks: tuple[Check, ...], notes: tuple[str, ...], on_
         source_file=file,
         source_line=line,
     )
+
+
+ALLOW_UNVERIFIED_HINT = (
+    "give the spec a `reference:` (a plain implementation) to compare against in your dtype, or accept "
+    "it with --allow-unverified-gradients (spec or config: allow_unverified_gradients: true)"
+)
+
+
+def unverified_gradients(case: Case, results: Sequence[CheckResult], allow: bool) -> CheckResult | None:
+    """The VERIFIED row when gradient checks ran but every one skipped (a Function that runs only in
+    float32/bfloat16 gets no gradcheck): never an OK without a verified gradient value. FAILED
+    unless the user accepts it, then SKIPPED with the same words. None when nothing is to say."""
+    if not case.diff_indices:
+        return None
+    gradient_checks = [r for r in results if r.check in CHECK_IDS and catalogue_info(r.check).verifies_gradient]
+    # A check that passed without comparing a gradient value (edge_sizes without float64) verified nothing.
+    if not gradient_checks or any(
+        r.status is not Status.SKIPPED and r.data.get("gradient_verified", True) for r in gradient_checks
+    ):
+        return None
+    why = next((r.detail for r in gradient_checks), "")
+    names = ", ".join(r.check for r in gradient_checks)
+    detail = f"no gradient value was verified: {names} skipped ({why})"
+    if allow:
+        return _result(VERIFIED, Outcome.skipped(f"{detail}; accepted (allow_unverified_gradients)"), 0.0, None)
+    return _result(VERIFIED, Outcome.failed(detail, hint=ALLOW_UNVERIFIED_HINT), 0.0, None)
 
 
 def _probe_forward(case: Case) -> Outcome:

@@ -12,6 +12,7 @@ from typing import IO, Any
 
 import yaml
 
+from lossctl.catalogue import CHECK_IDS, CHECK_OPTIONS, OptionKind, option_kind
 from lossctl.errors import SpecError
 from lossctl.limits import (
     INT64_RANGE,
@@ -61,39 +62,9 @@ SPEC_KEYS = (
     "dtypes",
     "reference",
     "reference_kwargs",
+    "allow_unverified_gradients",
 )
 TOLERANCE_KEYS = ("eps", "atol", "rtol", "nondet_tol")
-
-CHECK_IDS = (
-    "forward",
-    "backward",
-    "raw_backward",
-    "gradcheck",
-    "gradient_scaled",
-    "linearity",
-    "needs_input_grad",
-    "determinism",
-    "grad_output_intact",
-    "inplace",
-    "noncontiguous",
-    "edge_sizes",
-    "double_backward",
-    "forward_ad",
-    "vmap",
-    "low_precision",
-    "reference",
-    "stability",
-    "compile",
-)
-"""Every check id, in run order (the registry in lossctl.checks must match: a test says so)."""
-
-CHECK_OPTIONS: dict[str, tuple[str, ...]] = {
-    "edge_sizes": ("exclude_dims",),
-    "stability": ("exclude_args",),
-    "low_precision": ("factor",),
-    "reference": ("factor", "floor"),
-}
-"""Options a check takes under `checks: {id: {...}}`; other checks take only true/false."""
 
 DEFAULT_DIMS = {"N": 5, "C": 3}
 """Sizes of default inputs: distinct and non-square, so a transposed gradient cannot pass."""
@@ -164,6 +135,8 @@ class Spec:
     line: int | None = None
     args_given: bool = True
     """False when `args:` was absent: inputs are then built from forward's signature."""
+    allow_unverified_gradients: bool | None = None
+    """Accept this Function when no check can verify a gradient value (None: the config decides)."""
 
     @property
     def base_dir(self) -> Path:
@@ -494,6 +467,11 @@ class _Reader:
         )
         if reference_kwargs and reference is None:
             raise self.error((*path, "reference_kwargs"), "given without `reference:`")
+        allow_unverified = raw.get("allow_unverified_gradients")
+        if allow_unverified is not None and not isinstance(allow_unverified, bool):
+            raise self.error(
+                (*path, "allow_unverified_gradients"), f"expected true or false, got {_kind(allow_unverified)}"
+            )
         return Spec(
             function=function,
             name=name.strip(),
@@ -510,6 +488,7 @@ class _Reader:
             source=self.source,
             line=self.lines.get(path),
             args_given=args_given,
+            allow_unverified_gradients=allow_unverified,
         )
 
     def checks(
@@ -547,14 +526,15 @@ class _Reader:
         dims: Mapping[str, tuple[int, ...]],
         args: Mapping[str, Arg],
     ) -> Any:
-        if key in ("factor", "floor"):
+        kind = option_kind(check_id, key)
+        if kind is OptionKind.NUMBER:
             return self.number(value, path, positive=True)
-        names = dims if key == "exclude_dims" else args
-        what = "dim" if key == "exclude_dims" else "argument"
+        names = dims if kind is OptionKind.DIMS else args
+        what = "dim" if kind is OptionKind.DIMS else "argument"
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise self.error(path, f"expected a list of {what} names, got {_kind(value)}")
         for i, name in enumerate(value):
-            if name not in names and (key == "exclude_dims" or args):
+            if name not in names and (kind is OptionKind.DIMS or args):
                 known = ", ".join(names) or "none"
                 raise self.error((*path, i), f"unknown {what} `{name}`. {_suggest(name, list(names))}Known: {known}")
         return tuple(value)

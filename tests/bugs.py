@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.autograd import Function
+from torch.autograd.function import once_differentiable
 
 # =========================================================================== broken
 # --------------------------------------------------------------- wrong scale → gradcheck
@@ -593,6 +594,21 @@ class PerSampleSquaredNormSqueezedGrad(Function):
         return grad.squeeze().unsqueeze(1) * 2 * x  # bug: squeeze() of a [1] grad is 0-d
 
 
+class SampleVarianceNaNGradAtN1(Function):
+    """Sample variance along dim 0 guarded for N=1 in forward but not in backward: 0/0 = NaN gradient at N=1."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        centered = x - x.mean(0)
+        ctx.save_for_backward(centered)
+        return (centered * centered).sum() / max(x.shape[0] - 1, 1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (centered,) = ctx.saved_tensors
+        return grad * 2 * centered / (centered.shape[0] - 1)  # bug: no max(N - 1, 1) as in forward
+
+
 # --------------------------------------------------------------- numerically unstable → stability
 
 
@@ -817,6 +833,43 @@ class ClassWeightedCEForgetsWeight(Function):
         return grad * (logp.exp() - onehot) / logp.shape[0], None, None  # bug: w[i] / w.sum() forgotten
 
 
+# ------------------------------------------------- backward cut from the graph, silently → double_backward
+
+
+class HuberBackwardAllNoGrad(Function):
+    """Mean Huber loss whose whole backward runs under torch.no_grad(): a gradient penalty's second-order term is 0."""
+
+    @staticmethod
+    def forward(ctx: Any, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        diff = input - target
+        ctx.save_for_backward(diff)
+        return torch.where(diff.abs() < 1, 0.5 * diff * diff, diff.abs() - 0.5).mean()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        (diff,) = ctx.saved_tensors
+        with torch.no_grad():  # bug: not @once_differentiable, so double backward silently gives zeros
+            g = grad * diff.clamp(-1, 1) / diff.numel()
+        return g, -g
+
+
+class LogCoshBackwardFromDetached(Function):
+    """Mean log-cosh whose backward works on detached copies of the saved input and of grad: second order silently 0."""
+
+    @staticmethod
+    def forward(ctx: Any, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        diff = input - target
+        ctx.save_for_backward(diff)
+        return (diff + F.softplus(-2 * diff) - math.log(2)).mean()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        (diff,) = ctx.saved_tensors
+        d, g = diff.detach(), grad.detach()  # bug: cuts the graph without @once_differentiable
+        out = g * torch.tanh(d) / d.numel()
+        return out, -out
+
+
 # =========================================================================== correct
 # Each has a `kink_distance(**inputs)`: how far the inputs are from the nearest point where the
 # function is not differentiable (the test asserts it is at least 1e-3 for every case it runs).
@@ -969,4 +1022,77 @@ class BCEWithLogitsJvp(Function):
 
     @staticmethod
     def kink_distance(logits: torch.Tensor, target: torch.Tensor) -> float:
+        return math.inf
+
+
+class SparsemaxResidualLoss(Function):
+    """½‖sparsemax(z) − t‖² editing the inner Sparsemax's saved output in place inside forward: correct."""
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        p = Sparsemax.apply(z)
+        support = (p > 0).to(z.dtype)
+        p.sub_(target)  # the residual, in the inner Function's saved tensor
+        ctx.save_for_backward(p, support)
+        return 0.5 * (p * p).sum()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        residual, support = ctx.saved_tensors
+        r = grad * residual
+        mean = (r * support).sum(-1, keepdim=True) / support.sum(-1, keepdim=True)
+        return support * (r - mean), None
+
+    @staticmethod
+    def kink_distance(z: torch.Tensor, target: torch.Tensor) -> float:
+        return Sparsemax.kink_distance(z)
+
+
+class PoissonNLLLogRate(Function):
+    """Poisson NLL on log-rates, mean(exp(x) − t·x): correct; at large x exp overflows because the true value does."""
+
+    @staticmethod
+    def forward(ctx: Any, log_rate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        rate = log_rate.exp()
+        ctx.save_for_backward(rate, target)
+        return (rate - target * log_rate).mean()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        rate, target = ctx.saved_tensors
+        return grad * (rate - target) / rate.numel(), None
+
+    @staticmethod
+    def kink_distance(log_rate: torch.Tensor, target: torch.Tensor) -> float:
+        return math.inf
+
+
+class MovingAverageMSE(Function):
+    """MSE of a length-2 moving average along dim 0 against a target: correct; refuses N=1 with a clear error."""
+
+    WINDOW = 2
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] < MovingAverageMSE.WINDOW:
+            raise ValueError(f"window {MovingAverageMSE.WINDOW} is longer than the input ({x.shape[0]} rows)")
+        smooth = (x[1:] + x[:-1]) / 2
+        diff = smooth - target[1:]
+        ctx.save_for_backward(diff)
+        return (diff * diff).mean()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (diff,) = ctx.saved_tensors
+        g = grad * diff / diff.numel()  # d/d smooth of mean(diff²) = 2·diff/n, and smooth = half each row
+        out = torch.zeros(diff.shape[0] + 1, *diff.shape[1:], dtype=diff.dtype, device=diff.device)
+        out[1:] += g
+        out[:-1] += g
+        return out, None
+
+    @staticmethod
+    def kink_distance(x: torch.Tensor, target: torch.Tensor) -> float:
         return math.inf

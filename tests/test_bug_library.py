@@ -125,6 +125,7 @@ TABLE = [
     # wrong only when a dim is 1
     row("size1", "CrossEntropySqueezesLogits", CLASSES, "edge_sizes", "with N=1"),
     row("size1", "PerSampleSquaredNormSqueezedGrad", None, "edge_sizes", "with N=1"),
+    row("size1", "SampleVarianceNaNGradAtN1", None, "edge_sizes", "with N=1: the gradient of `x` is nan"),
     # numerically unstable
     row("stability", "NaiveLogSumExpLoss", None, "stability", "output 0 is inf"),
     row("stability", "NaiveLogSigmoidBCE", BINARY, "stability", "output 0 is nan"),
@@ -147,6 +148,17 @@ TABLE = [
     # silently wrong double backward
     row("double_backward", "CubeDetachedBackward", None, "double_backward", "once_differentiable"),
     row("double_backward", "SoftplusNoGradBackward", BINARY, "double_backward", "once_differentiable"),
+    # backward cut from the graph without @once_differentiable: a gradient penalty silently loses its 2nd order
+    row("backward_no_grad", "HuberBackwardAllNoGrad", MSE, "double_backward", "the graph is cut at tests/bugs.py:"),
+    row("backward_no_grad", "LogCoshBackwardFromDetached", MSE, "double_backward", "@once_differentiable"),
+    # float16 overflow with no `dtypes:` in the spec (the default covers float16 and bfloat16)
+    row(
+        "float16",
+        "MSESumThenDivide",
+        "args: {input: {shape: [400, 256]}, target: {shape: [400, 256]}}",
+        "low_precision",
+        "float16: out is not finite — overflow",
+    ),
     # wrong jvp
     row("jvp", "SoftplusJvpUsesTanh", None, "forward_ad", "jvp wrong"),
     row("jvp", "MSEJvpIgnoresTargetTangent", MSE, "forward_ad", "jvp wrong"),
@@ -218,6 +230,25 @@ CORRECT = [
         "dims: {N: 5, C: 4}\nargs: {z: {shape: [N, C]}}",
         ("gradcheck", "gradient_scaled", "edge_sizes", "linearity", "double_backward"),
         id="Sparsemax",
+    ),
+    pytest.param(
+        "SparsemaxResidualLoss",
+        "dims: {N: 5, C: 4}\nargs: {z: {shape: [N, C]}, target: {shape: [N, C], init: simplex, requires_grad: false}}",
+        ("inplace", "gradcheck", "edge_sizes"),
+        id="SparsemaxResidualLoss",
+    ),
+    pytest.param(
+        "PoissonNLLLogRate",
+        "dims: {N: 5, C: 3}\nargs: {log_rate: {shape: [N, C]}, target: {shape: [N, C], init: positive, "
+        "requires_grad: false}}",
+        ("stability", "gradcheck", "low_precision"),
+        id="PoissonNLLLogRate",
+    ),
+    pytest.param(
+        "MovingAverageMSE",
+        "dims: {N: 5, C: 3}\nargs: {x: {shape: [N, C]}, target: {shape: [N, C], requires_grad: false}}",
+        ("edge_sizes", "gradcheck"),
+        id="MovingAverageMSE",
     ),
     pytest.param(
         "LogCoshVmap",

@@ -171,6 +171,13 @@ def test_float32_only_kernel_skips_gradcheck(check_function):
     assert results["gradcheck"].status is S
     assert "cannot run in float64 (TypeError: kernel supports float32 only" in results["gradcheck"].detail
     assert results["linearity"].status is P  # falls back to float32
+    # ... and the run never says OK without a verified gradient value
+    assert results["verified"].status is F
+    assert "no gradient value was verified: gradcheck, gradient_scaled" in results["verified"].detail
+    assert "--allow-unverified-gradients" in results["verified"].hint
+    # edge_sizes running forward and backward at size 1 (no float64, no gradcheck) verifies no value
+    with_dims = check_function("tests.fns.Float32Only", "dims: {N: 3}\nargs: {x: {shape: [N], dtype: float32}}")
+    assert with_dims["edge_sizes"].status is P and with_dims["verified"].status is F
 
 
 def test_no_input_requiring_grad_skips_gradient_checks(check_function):

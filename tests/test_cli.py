@@ -122,7 +122,7 @@ def test_json_output_is_complete(run_cli):
     assert case["seed"] == 3 and case["device"] == "cpu" and case["dims"] == {"N": 5, "C": 3}
     checks = {c["check"]: c for c in case["checks"]}
     assert checks["gradcheck"]["status"] == "failed"
-    assert checks["gradcheck"]["hint"] == "sign is flipped"
+    assert checks["gradcheck"]["hint"] == "sign is flipped (backward at tests/fns.py:165)"
     assert checks["gradcheck"]["data"]["mismatches"][0]["argument"] == "x"
     assert data["environment"]["torch"]
     assert data["counts"]["failed"] == sum(c["status"] == "failed" for c in case["checks"]) >= 1

@@ -26,8 +26,8 @@ def test_bundled_configs_give_the_expected_counts(tmp_path):
     shutil.copytree(REPO / "configs", tmp_path / "configs")
     result, counts = run_pytest("--lossctl", "configs", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:]
-    # 5 cases × 18 default checks: 71 pass, 19 skip (the same as `lossctl check configs/`).
-    assert counts == {"passed": 71, "skipped": 19}
+    # 5 cases × (18 default checks + `verified`): 76 pass, 19 skip (as `lossctl check configs/`).
+    assert counts == {"passed": 76, "skipped": 19}
 
 
 def test_failures_carry_the_diagnosis(tmp_path):
@@ -51,7 +51,7 @@ def test_off_by_default_and_other_yaml_left_alone(tmp_path):
     assert "no tests ran" in result.stdout
     (tmp_path / "pytest.ini").write_text("[pytest]\nlossctl = true\n")
     _, counts = run_pytest("configs", cwd=tmp_path)
-    assert counts == {"passed": 71, "skipped": 19}
+    assert counts == {"passed": 76, "skipped": 19}
 
 
 def test_invalid_spec_is_one_failing_item(tmp_path):
@@ -59,3 +59,31 @@ def test_invalid_spec_is_one_failing_item(tmp_path):
     result, counts = run_pytest("--lossctl", "bad.yaml", cwd=tmp_path)
     assert counts == {"failed": 1}
     assert "argz: unknown key" in result.stdout
+
+
+FLOAT32_ONLY = """
+import torch
+
+
+class Float32Only(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        if x.dtype != torch.float32:
+            raise TypeError("float32 only")
+        return x * 3
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 3
+"""
+
+
+def test_plugin_reads_the_project_config_and_fails_an_unverified_case(tmp_path):
+    (tmp_path / "f32.py").write_text(FLOAT32_ONLY)
+    (tmp_path / "spec.yaml").write_text("function: f32.py:Float32Only\nargs: {x: {shape: [3], dtype: float32}}\n")
+    (tmp_path / "lossctl.yaml").write_text("skip: [vmap]\n")
+    result, counts = run_pytest("--lossctl", "spec.yaml", "-rA", cwd=tmp_path)
+    assert counts["failed"] == 1, result.stdout[-2000:]
+    assert "PASSED spec.yaml::Float32Only::forward" in result.stdout and "::vmap" not in result.stdout
+    assert "FAILED spec.yaml::Float32Only::verified" in result.stdout
+    assert "no gradient value was verified" in result.stdout

@@ -1,59 +1,24 @@
-"""The check registry: one module per check, each with a stable id and a one-line description."""
+"""The check registry: one module per check (named as its id), listed in lossctl/catalogue.py."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
+from lossctl.catalogue import CATALOGUE
 from lossctl.checks.base import Check
 from lossctl.errors import UsageError
 
 
 def registry() -> tuple[Check, ...]:
-    """Every check, in the order they run (the order of lossctl.spec.CHECK_IDS)."""
-    from lossctl.checks import (
-        backward,
-        compile,
-        determinism,
-        double_backward,
-        edge_sizes,
-        forward,
-        forward_ad,
-        grad_output_intact,
-        gradcheck,
-        gradient_scaled,
-        inplace,
-        linearity,
-        low_precision,
-        needs_input_grad,
-        noncontiguous,
-        raw_backward,
-        reference,
-        stability,
-        vmap,
-    )
-
-    modules = (
-        forward,
-        backward,
-        raw_backward,
-        gradcheck,
-        gradient_scaled,
-        linearity,
-        needs_input_grad,
-        determinism,
-        grad_output_intact,
-        inplace,
-        noncontiguous,
-        edge_sizes,
-        double_backward,
-        forward_ad,
-        vmap,
-        low_precision,
-        reference,
-        stability,
-        compile,
-    )
-    return tuple(module.CHECK for module in modules)
+    """Every check, in the catalogue's order: module lossctl.checks.<id> holds each one's CHECK, and
+    the catalogue its description and default."""
+    checks = []
+    for entry in CATALOGUE:
+        check = importlib.import_module(f"lossctl.checks.{entry.id}").CHECK
+        checks.append(replace(check, description=entry.description, default=entry.default))
+    return tuple(checks)
 
 
 def select_checks(

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lossctl.case import Case
+from lossctl.catalogue import info
 from lossctl.report import Outcome
 
 
@@ -16,6 +17,12 @@ class Check:
     run: Callable[[Case], Outcome]
     default: bool = True
     """Whether it runs when no --checks are given."""
+
+    @classmethod
+    def of(cls, check_id: str, run: Callable[[Case], Outcome]) -> Check:
+        """A check whose description and default come from the catalogue (lossctl/catalogue.py)."""
+        entry = info(check_id)
+        return cls(check_id, entry.description, run, entry.default)
 
 
 class Skip(Exception):

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from lossctl.case import Case, differentiable_outputs
+from lossctl.case import Case
 from lossctl.checks.base import Check
 from lossctl.checks.common import require_differentiable_inputs, sqrt_eps, worst_rel_error
 from lossctl.loader import describe_exception
@@ -22,26 +22,18 @@ def check_compile(case: Case) -> Outcome:
 
     function = case.function()
 
-    def f(*args: Any) -> Any:
-        return function(*args)
+    def f(*args: Any, **kwargs: Any) -> Any:
+        return function(*args, **kwargs)
 
-    values = case.fresh()
-    outputs = case.call(values)
-    diff_out = differentiable_outputs(outputs)
+    diff_out, grads = case.vjp(case.fresh(), "compile")
     cotangents = case.random_cotangents(diff_out, "compile")
-    grads = torch.autograd.grad(diff_out, [values[i] for i in case.diff_indices], cotangents, allow_unused=True)
 
     dynamo.reset()
     try:
-        explanation = dynamo.explain(f)(*case.fresh())
+        explanation = dynamo.explain(f)(*case.fresh(), **case.kwargs)
         breaks = int(explanation.graph_break_count)
         reasons = [str(getattr(r, "reason", r)).splitlines()[0] for r in explanation.break_reasons][:3]
-        compiled = torch.compile(f, backend=BACKEND)
-        values_c = case.fresh()
-        outputs_c = compiled(*values_c)
-        outputs_c = outputs_c if isinstance(outputs_c, tuple | list) else (outputs_c,)
-        diff_c = differentiable_outputs(outputs_c)
-        grads_c = torch.autograd.grad(diff_c, [values_c[i] for i in case.diff_indices], cotangents, allow_unused=True)
+        diff_c, grads_c = case.vjp(case.fresh(), cotangents, fn=torch.compile(f, backend=BACKEND))
     except Exception as error:
         return Outcome.failed(f"torch.compile({BACKEND}) raises {describe_exception(error)}")
     finally:
@@ -64,9 +56,4 @@ def check_compile(case: Case) -> Outcome:
     )
 
 
-CHECK = Check(
-    "compile",
-    "forward and backward under torch.compile (aot_eager) equal eager; reports graph breaks (opt-in)",
-    check_compile,
-    default=False,
-)
+CHECK = Check.of("compile", check_compile)

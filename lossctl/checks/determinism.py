@@ -36,11 +36,10 @@ def check_determinism(case: Case) -> Outcome:
         seed_device(case.device, seed)
         values = case.fresh()
         outputs = case.call(values)
-        diff_out = differentiable_outputs(outputs)
-        cotangents = case.random_cotangents(diff_out, "determinism")
+        cotangents = case.random_cotangents(differentiable_outputs(outputs), "determinism")
         if reseed_before_backward is not None:
             seed_device(case.device, reseed_before_backward)
-        grads = torch.autograd.grad(diff_out, [values[i] for i in case.diff_indices], cotangents, allow_unused=True)
+        grads = case.backward(outputs, values, cotangents)
         tensors = [o.detach() for o in outputs if isinstance(o, torch.Tensor)]
         return tensors, list(grads)
 
@@ -75,8 +74,4 @@ def check_determinism(case: Case) -> Outcome:
     return Outcome.passed(f"outputs and gradients repeat {mode}, also with another RNG state at backward", data=data)
 
 
-CHECK = Check(
-    "determinism",
-    "two backward passes on identical inputs agree (catches randomness recomputed in backward)",
-    check_determinism,
-)
+CHECK = Check.of("determinism", check_determinism)

@@ -9,11 +9,15 @@ from torch.autograd.gradcheck import GradcheckError
 
 from lossctl.case import Case, differentiable_outputs
 from lossctl.checks.base import Check, Skip
-from lossctl.checks.common import float64_function, float64_values, mode_text
-from lossctl.checks.gradcheck import use_fast_mode
+from lossctl.checks.common import cutting_line, float64_values, mode_text
 from lossctl.loader import describe_exception
 from lossctl.report import Outcome
 
+ONCE_DIFFERENTIABLE = "backward is @once_differentiable: double backward raises, which is safe"
+NO_GRAD_HINT = (
+    "decorate backward with @once_differentiable (from torch.autograd.function): double backward then "
+    "raises, the safe form; or compute backward with differentiable ops on the saved tensors"
+)
 HINT = (
     "mark backward @once_differentiable if double backward is not supported; otherwise write "
     "backward with differentiable ops on saved tensors (no .detach(), no torch.no_grad())"
@@ -23,31 +27,39 @@ SLOW_MODE_MAX_INPUTS = 32
 _MISMATCH = re.compile(r"Jacobian mismatch for output (\d+) with respect to input (\d+)")
 
 
-def _probe(case: Case) -> None:
-    """Skip when double backward raises: a gradient penalty then fails loudly, which is safe."""
+def _probe(case: Case) -> Outcome | None:
+    """Skip when double backward raises (a gradient penalty then fails loudly: safe); fail when the
+    gradients backward returns are not differentiable at all (computed under torch.no_grad() or
+    from detached tensors): a gradient penalty then silently drops its second-order term whenever
+    anything else in the graph requires grad."""
     dtype = torch.float64
     values = case.fresh(dtype)
-    inputs = [values[i] for i in case.diff_indices]
-    outputs = differentiable_outputs(case.call(values, dtype))
+    outputs = differentiable_outputs(case.float64_outputs())
     cotangents = [v.requires_grad_() for v in case.random_cotangents(outputs, "double_backward")]
     try:
-        grads = torch.autograd.grad(outputs, inputs, cotangents, create_graph=True, allow_unused=True)
+        _, grads = case.vjp(values, cotangents, dtype, create_graph=True)
         live = [g for g in grads if g is not None and g.requires_grad]
         if any(_has_error_node(g.grad_fn) for g in live):
-            raise Skip("backward is @once_differentiable: double backward raises, which is safe")
-        if not live:
-            raise Skip(
-                "backward's gradients are not differentiable (computed under no_grad or detached), so "
-                "differentiating them raises: safe"
+            raise Skip(ONCE_DIFFERENTIABLE)
+        if not live and any(g is not None for g in grads):
+            where = cutting_line(case)
+            how = f"the graph is cut at {where}" if where else "computed under torch.no_grad() or from detached tensors"
+            return Outcome.failed(
+                f"backward's gradients are not differentiable ({how}), yet double backward does not raise: "
+                "a gradient penalty silently gets a zero second-order term",
+                hint=NO_GRAD_HINT,
+                data={"cut_at": where},
             )
+        inputs = [values[i] for i in case.diff_indices]
         total = sum((g * torch.randn_like(g)).sum() for g in live)
         torch.autograd.grad(total, inputs + cotangents, allow_unused=True)
     except Skip:
         raise
     except Exception as error:
         if "once_differentiable" in str(error):
-            raise Skip("backward is @once_differentiable: double backward raises, which is safe") from None
+            raise Skip(ONCE_DIFFERENTIABLE) from None
         raise Skip(f"double backward raises ({describe_exception(error)}), which is safe") from None
+    return None
 
 
 def _has_error_node(node: object, limit: int = 64) -> bool:
@@ -67,19 +79,21 @@ def _has_error_node(node: object, limit: int = 64) -> bool:
 
 def check_double_backward(case: Case) -> Outcome:
     values = float64_values(case)
-    _probe(case)
+    if (refused := _probe(case)) is not None:
+        return refused
     tol = case.spec.tolerance
-    fast = use_fast_mode(case, values, max_inputs=SLOW_MODE_MAX_INPUTS)
-    fn, inputs = float64_function(case, values)
+    fast = case.use_fast_mode(max_inputs=SLOW_MODE_MAX_INPUTS)
     settings = mode_text(fast, tol)
     try:
-        torch.autograd.gradgradcheck(fn, inputs, eps=tol.eps, atol=tol.atol, rtol=tol.rtol, fast_mode=fast)
+        case.gradgradcheck(values, fast=fast)
     except GradcheckError as error:
         message = str(error)
         match = _MISMATCH.search(message)
         if match:
             what = _describe_mismatch(case, int(match.group(1)), int(match.group(2)))
-            detail = f"second derivatives are wrong: {what} ({settings})"
+            where = cutting_line(case)
+            cut = f"; the graph is cut at {where}" if where else ""
+            detail = f"second derivatives are wrong: {what} ({settings}){cut}"
         else:
             detail = f"{message.strip().splitlines()[0].rstrip(',')} ({settings})"
         return Outcome.failed(detail, hint=HINT, explain=message, data={"gradgradcheck_message": message[:2000]})
@@ -96,8 +110,4 @@ def _describe_mismatch(case: Case, output: int, position: int) -> str:
     return f"the derivative of {of} w.r.t. {wrt}"
 
 
-CHECK = Check(
-    "double_backward",
-    "gradgradcheck: double backward is right, or refuses loudly (@once_differentiable)",
-    check_double_backward,
-)
+CHECK = Check.of("double_backward", check_double_backward)

@@ -6,6 +6,7 @@ import torch
 
 from lossctl.case import Case
 from lossctl.checks.base import Check
+from lossctl.checks.common import first_nonfinite
 from lossctl.report import Outcome
 
 
@@ -20,17 +21,8 @@ def describe_outputs(outputs: tuple[object, ...]) -> str:
     return ", ".join(parts)
 
 
-def first_nonfinite(tensor: torch.Tensor) -> tuple[int, tuple[int, ...], float]:
-    """How many elements are NaN/inf, where the first is, and its value."""
-    bad = ~torch.isfinite(tensor.detach())
-    count = int(bad.sum())
-    index = tuple(int(i) for i in bad.nonzero()[0].tolist()) if count else ()
-    value = float(tensor.detach()[index]) if count else 0.0
-    return count, index, value
-
-
 def check_forward(case: Case) -> Outcome:
-    outputs = case.call(case.fresh())
+    outputs = case.forward()
     shapes = describe_outputs(outputs)
     data = {
         "outputs": [
@@ -63,4 +55,4 @@ def check_forward(case: Case) -> Outcome:
     return Outcome.passed(shapes, data=data)
 
 
-CHECK = Check("forward", "forward runs, returns tensors, and its outputs are finite", check_forward)
+CHECK = Check.of("forward", check_forward)

@@ -11,8 +11,7 @@ from torch.autograd.gradcheck import GradcheckError
 
 from lossctl.case import Case
 from lossctl.checks.base import Check, Skip
-from lossctl.checks.common import float64_function, float64_values, mode_text, require_function
-from lossctl.checks.gradcheck import use_fast_mode
+from lossctl.checks.common import float64_values, mode_text, require_function
 from lossctl.diagnose import compare
 from lossctl.inputs import derive_seed
 from lossctl.report import Outcome
@@ -36,21 +35,16 @@ def _check_forward_ad(case: Case) -> Outcome:
         raise Skip("the Function defines no jvp (forward-mode AD unsupported)")
     values = float64_values(case)
     tol = case.spec.tolerance
-    fast = use_fast_mode(case, values)
-    fn, inputs = float64_function(case, values)
+    fast = case.use_fast_mode()
     settings = mode_text(fast, tol)
     try:
-        torch.autograd.gradcheck(
-            fn,
-            inputs,
-            eps=tol.eps,
-            atol=tol.atol,
-            rtol=tol.rtol,
+        case.gradcheck(
+            values,
+            fast=fast,
             check_forward_ad=True,
             check_backward_ad=False,
             check_undefined_grad=False,
             check_batched_grad=False,
-            fast_mode=fast,
         )
     except GradcheckError as error:
         return _diagnose(case, values, str(error), settings)
@@ -100,8 +94,4 @@ def _diagnose(case: Case, values: list[object], message: str, settings: str) -> 
     return Outcome.failed(f"jvp wrong: {first} ({settings})", explain=message)
 
 
-CHECK = Check(
-    "forward_ad",
-    "a Function's jvp matches finite differences (skipped when it defines none)",
-    check_forward_ad,
-)
+CHECK = Check.of("forward_ad", check_forward_ad)

@@ -24,8 +24,7 @@ import torch
 
 from lossctl.case import Case
 from lossctl.checks.base import Check
-from lossctl.checks.common import float64_values
-from lossctl.checks.gradcheck import diagnose_gradients
+from lossctl.checks.common import diagnose_gradients, float64_values, in_backward
 from lossctl.diagnose import factor_hint
 from lossctl.inputs import derive_seed
 from lossctl.report import Outcome
@@ -41,7 +40,7 @@ def check_gradient_scaled(case: Case) -> Outcome:
     dtype = torch.float64
     tol = case.spec.tolerance
     eps = tol.eps
-    outputs = case.call(case.fresh(dtype), dtype)
+    outputs = case.float64_outputs()
     positions = case.output_positions(outputs)
     cotangents = case.random_cotangents([outputs[p] for p in positions], "gradient_scaled")
     _, grads = case.vjp(case.fresh(dtype), cotangents, dtype)
@@ -141,7 +140,7 @@ def check_gradient_scaled(case: Case) -> Outcome:
         detail = f"{worst.summary()}; {detail}"
         data["mismatches"] = [m.to_dict() for m in mismatches]
         hint = hint or worst.hint
-    return Outcome.failed(detail, hint=hint, data=data)
+    return Outcome.failed(detail, hint=in_backward(case, hint), data=data)
 
 
 def _hint(
@@ -159,8 +158,4 @@ def _hint(
     return factor_hint(along[0] / along[1], case.point.dims)  # ‖g‖ / ⟨∇S, ĝ⟩ = c when g = c·∇S
 
 
-CHECK = Check(
-    "gradient_scaled",
-    "analytical vs numerical gradient relative to the gradient's own scale (mean losses at large N)",
-    check_gradient_scaled,
-)
+CHECK = Check.of("gradient_scaled", check_gradient_scaled)

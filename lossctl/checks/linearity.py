@@ -8,8 +8,8 @@ from lossctl.case import Case, differentiable_outputs
 from lossctl.checks.base import Check, Skip
 from lossctl.checks.common import (
     dtype_name,
+    in_backward,
     require_differentiable_inputs,
-    runs_in_float64,
     sqrt_eps,
     worst_rel_error,
 )
@@ -28,8 +28,8 @@ HINT = (
 def check_linearity(case: Case) -> Outcome:
     require_differentiable_inputs(case)
     # float64 when the Function runs in it (then rounding cannot hide a small nonlinearity).
-    dtype = torch.float64 if runs_in_float64(case) else None
-    probe = differentiable_outputs(case.call(case.fresh(dtype), dtype))
+    dtype = torch.float64 if case.runs_in_float64() else None
+    probe = differentiable_outputs(case.float64_outputs() if dtype else case.forward())
     if not probe:
         raise Skip("no output requires grad (see backward)")
     work_dtype = probe[0].dtype
@@ -52,7 +52,7 @@ def check_linearity(case: Case) -> Outcome:
         if err > tol:
             return Outcome.failed(
                 f"not homogeneous: vjp({a:g}·v) ≠ {a:g}·vjp(v) for `{name}` (rel err {err:.3g} > {tol:.1e})",
-                hint=HINT,
+                hint=in_backward(case, HINT),
                 data={"rel_err": err, "scale": a, "argument": name},
             )
     for su, sv in ((1.0, 1.0), (10.0, 0.1)):
@@ -66,7 +66,7 @@ def check_linearity(case: Case) -> Outcome:
         if err > tol:
             return Outcome.failed(
                 f"not additive: vjp(u+v) ≠ vjp(u)+vjp(v) for `{name}` (rel err {err:.3g} > {tol:.1e})",
-                hint=HINT,
+                hint=in_backward(case, HINT),
                 data={"rel_err": err, "argument": name},
             )
     return Outcome.passed(
@@ -75,8 +75,4 @@ def check_linearity(case: Case) -> Outcome:
     )
 
 
-CHECK = Check(
-    "linearity",
-    "backward is linear in grad_output (scaled and summed upstream gradients)",
-    check_linearity,
-)
+CHECK = Check.of("linearity", check_linearity)

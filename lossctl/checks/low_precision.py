@@ -19,8 +19,16 @@ from typing import Any
 import torch
 
 from lossctl.case import Case, differentiable_outputs
+from lossctl.catalogue import FACTOR
 from lossctl.checks.base import Check, Skip
-from lossctl.checks.common import dtype_name, rel_error, require_differentiable_inputs, runs_in_float64
+from lossctl.checks.common import (
+    LOW_PRECISION_DTYPES,
+    dtype_name,
+    rel_error,
+    require_differentiable_inputs,
+    rounded_leaves,
+    unit_roundoff,
+)
 from lossctl.inputs import derive_seed, torch_dtype
 from lossctl.loader import describe_exception
 from lossctl.report import Outcome
@@ -28,21 +36,13 @@ from lossctl.report import Outcome
 DEFAULT_FACTOR = 32.0
 
 
-def default_dtypes(device: torch.device) -> tuple[str, ...]:
-    return ("float32",) if device.type == "cpu" else ("float32", "bfloat16")
-
-
-def unit_roundoff(dtype: torch.dtype) -> float:
-    return torch.finfo(dtype).eps / 2
-
-
 def check_low_precision(case: Case) -> Outcome:
     require_differentiable_inputs(case)
     if case.forward_is_random():
         raise Skip("forward draws random numbers, and another dtype draws other random numbers")
-    names = case.spec.dtypes or default_dtypes(case.device)
-    factor = float(case.spec.check_options.get("low_precision", {}).get("factor", DEFAULT_FACTOR))
-    if not runs_in_float64(case):
+    names = case.spec.dtypes or LOW_PRECISION_DTYPES
+    factor = float(case.spec.check_options.get("low_precision", {}).get(FACTOR, DEFAULT_FACTOR))
+    if not case.runs_in_float64():
         raise Skip("needs a float64 reference run, and the Function cannot run in float64")
     parts, skipped, data = [], [], {}
     for name in names:
@@ -67,21 +67,10 @@ CONDITIONING_DRAWS = 2
 
 
 def _run64(
-    case: Case, values: list[Any], cotangents: list[torch.Tensor] | None
-) -> tuple[list[torch.Tensor], list[torch.Tensor | None], list[torch.Tensor]]:
-    """Forward and backward in float64 (cotangents drawn when not given)."""
-    f64 = torch.float64
-    leaves = [
-        v.detach().to(f64).requires_grad_(v.requires_grad)
-        if isinstance(v, torch.Tensor) and v.is_floating_point()
-        else v
-        for v in values
-    ]
-    outputs = differentiable_outputs(case.call(leaves, f64))
-    if cotangents is None:
-        cotangents = case.random_cotangents(outputs, "low_precision")
-    grads = torch.autograd.grad(outputs, [leaves[i] for i in case.diff_indices], cotangents, allow_unused=True)
-    return outputs, list(grads), cotangents
+    case: Case, values: list[Any], cotangents: list[torch.Tensor]
+) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+    """Forward and backward in float64."""
+    return case.vjp(rounded_leaves(values, torch.float64), cotangents, torch.float64)
 
 
 def _perturbed(values: list[Any], u: float, gen: torch.Generator) -> list[Any]:
@@ -99,21 +88,14 @@ def _perturbed(values: list[Any], u: float, gen: torch.Generator) -> list[Any]:
 def _compare(case: Case, dtype: torch.dtype, factor: float) -> str | tuple[str | None, str, dict[str, float]]:
     f64 = torch.float64
     u = unit_roundoff(dtype)
-    rounded = [
-        v.detach().to(dtype).requires_grad_(v.requires_grad)
-        if isinstance(v, torch.Tensor) and v.is_floating_point()
-        else v
-        for v in case.values
-    ]
-    ref_diff, ref_grads, cotangents64 = _run64(case, rounded, None)
-    cotangents = [c.to(dtype) for c in cotangents64]
+    rounded = case.in_dtype(dtype)
+    # Cotangents representable in the dtype, so both runs see the same ones.
+    shapes = differentiable_outputs(case.float64_outputs())
+    cotangents = [c.to(dtype) for c in case.random_cotangents(shapes, "low_precision")]
     cotangents64 = [c.to(f64) for c in cotangents]
-    ref_diff, ref_grads, _ = _run64(case, rounded, cotangents64)
-    low = [v.detach().clone().requires_grad_(v.requires_grad) if isinstance(v, torch.Tensor) else v for v in rounded]
+    ref_diff, ref_grads = _run64(case, rounded, cotangents64)
     try:
-        outputs = case.call(low, dtype)
-        low_diff = differentiable_outputs(outputs)
-        grads = torch.autograd.grad(low_diff, [low[i] for i in case.diff_indices], cotangents, allow_unused=True)
+        low_diff, grads = case.vjp(case.in_dtype(dtype), cotangents, dtype)
     except (RuntimeError, NotImplementedError, TypeError) as error:
         if "not implemented for" in str(error) or "not supported" in str(error).lower():
             return f"unsupported on {case.device.type} ({describe_exception(error)})"
@@ -127,7 +109,7 @@ def _compare(case: Case, dtype: torch.dtype, factor: float) -> str | tuple[str |
     gen = torch.Generator().manual_seed(derive_seed(case.seed, "low_precision", dtype_name(dtype)))
     conditioning = [0.0] * len(wants)
     for _ in range(CONDITIONING_DRAWS):
-        moved_out, moved_grads, _ = _run64(case, _perturbed(rounded, u, gen), cotangents64)
+        moved_out, moved_grads = _run64(case, _perturbed(rounded, u, gen), cotangents64)
         for k, (moved, want) in enumerate(zip([*moved_out, *moved_grads], wants, strict=True)):
             if moved is not None and want is not None:
                 conditioning[k] = max(conditioning[k], rel_error(moved, want))
@@ -163,8 +145,4 @@ def _hint(failure: str) -> str:
     return "catastrophic cancellation or a reduction in low precision: accumulate in float32, or use a stable form"
 
 
-CHECK = Check(
-    "low_precision",
-    "forward/backward in float32 (and bfloat16 on CUDA) agree with float64 within a dtype-scaled error",
-    check_low_precision,
-)
+CHECK = Check.of("low_precision", check_low_precision)

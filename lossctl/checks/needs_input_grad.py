@@ -6,7 +6,7 @@ import torch
 
 from lossctl.case import Case, is_differentiable
 from lossctl.checks.base import Check, Skip
-from lossctl.checks.common import rel_error, require_differentiable_inputs, sqrt_eps
+from lossctl.checks.common import in_backward, rel_error, require_differentiable_inputs, sqrt_eps
 from lossctl.report import Outcome
 
 HINT = (
@@ -35,7 +35,7 @@ def check_needs_input_grad(case: Case) -> Outcome:
         if not pairs:
             got = None
         else:
-            (got,) = torch.autograd.grad([o for o, _ in pairs], [alone[i]], [v for _, v in pairs], allow_unused=True)
+            (got,) = case.backward([o for o, _ in pairs], alone, [v for _, v in pairs], inputs=[alone[i]])
         if got is None and want is None:
             continue
         if got is None:
@@ -49,7 +49,7 @@ def check_needs_input_grad(case: Case) -> Outcome:
         if err > sqrt_eps(got.dtype):
             return Outcome.failed(
                 f"gradient of `{name}` changes when only `{name}` requires grad (rel err {err:.3g})",
-                hint=HINT,
+                hint=in_backward(case, HINT),
                 data={"argument": name, "rel_err": err},
             )
     return Outcome.passed(
@@ -58,8 +58,4 @@ def check_needs_input_grad(case: Case) -> Outcome:
     )
 
 
-CHECK = Check(
-    "needs_input_grad",
-    "each argument alone requiring grad gets the same gradient (needs_input_grad slot mix-ups)",
-    check_needs_input_grad,
-)
+CHECK = Check.of("needs_input_grad", check_needs_input_grad)

@@ -35,9 +35,8 @@ def check_noncontiguous(case: Case) -> Outcome:
         raise Skip("forward draws random numbers, and a strided layout changes which element gets which random number")
     values = case.fresh()
     outputs = case.call(values)
-    diff_out = differentiable_outputs(outputs)
-    cotangents = case.random_cotangents(diff_out, "noncontiguous")
-    grads = torch.autograd.grad(diff_out, [values[i] for i in case.diff_indices], cotangents, allow_unused=True)
+    cotangents = case.random_cotangents(differentiable_outputs(outputs), "noncontiguous")
+    grads = case.backward(outputs, values, cotangents)
 
     strided: list[Any] = [noncontiguous_like(v) if isinstance(v, torch.Tensor) else v for v in case.values]
     changed = [
@@ -48,10 +47,7 @@ def check_noncontiguous(case: Case) -> Outcome:
     strided_cotangents = [noncontiguous_like(v) for v in cotangents]
     try:
         outputs_nc = case.call(strided)
-        diff_nc = differentiable_outputs(outputs_nc)
-        grads_nc = torch.autograd.grad(
-            diff_nc, [strided[i] for i in case.diff_indices], strided_cotangents, allow_unused=True
-        )
+        grads_nc = case.backward(outputs_nc, strided, strided_cotangents)
     except Exception as error:
         if engine_rejection(case, error):
             raise  # reported once, by the runner
@@ -79,10 +75,6 @@ def check_noncontiguous(case: Case) -> Outcome:
     )
 
 
-CHECK = Check(
-    "noncontiguous",
-    "non-contiguous inputs and grad_output give the same outputs and gradients",
-    check_noncontiguous,
-)
+CHECK = Check.of("noncontiguous", check_noncontiguous)
 
 __all__ = ["CHECK", "noncontiguous_like", "rel_error"]

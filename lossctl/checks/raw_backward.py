@@ -75,8 +75,4 @@ def check_raw_backward(case: Case) -> Outcome:
     )
 
 
-CHECK = Check(
-    "raw_backward",
-    "backward itself returns one gradient per argument, None for non-tensors, matching dtype/shape/device",
-    check_raw_backward,
-)
+CHECK = Check.of("raw_backward", check_raw_backward)

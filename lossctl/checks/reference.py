@@ -20,9 +20,16 @@ from typing import Any
 import torch
 
 from lossctl.case import Case, differentiable_outputs
+from lossctl.catalogue import FACTOR, FLOOR
 from lossctl.checks.base import Check, Skip
-from lossctl.checks.common import dtype_name, rel_error, require_differentiable_inputs
-from lossctl.checks.low_precision import default_dtypes, unit_roundoff
+from lossctl.checks.common import (
+    default_dtypes,
+    dtype_name,
+    rel_error,
+    require_differentiable_inputs,
+    rounded_leaves,
+    unit_roundoff,
+)
 from lossctl.inputs import torch_dtype
 from lossctl.loader import describe_exception, load_object
 from lossctl.report import Outcome
@@ -62,13 +69,7 @@ def _as_tuple(result: Any) -> tuple[Any, ...]:
     return tuple(result) if isinstance(result, tuple | list) else (result,)
 
 
-def _leaves(values: list[Any], dtype: torch.dtype) -> list[Any]:
-    return [
-        v.detach().to(dtype).requires_grad_(v.requires_grad)
-        if isinstance(v, torch.Tensor) and v.is_floating_point()
-        else v
-        for v in values
-    ]
+_leaves = rounded_leaves
 
 
 def _run(
@@ -89,8 +90,8 @@ def check_reference(case: Case) -> Outcome:
         raise Skip("forward draws random numbers, and the reference draws other random numbers")
     reference = load_reference(case)
     options = case.spec.check_options.get("reference", {})
-    factor = float(options.get("factor", DEFAULT_FACTOR))
-    floor_u = float(options.get("floor", DEFAULT_FLOOR))
+    factor = float(options.get(FACTOR, DEFAULT_FACTOR))
+    floor_u = float(options.get(FLOOR, DEFAULT_FLOOR))
     names = case.spec.dtypes or default_dtypes(case.device)
     parts, skipped, data = [], [], {}
     for name in names:
@@ -130,7 +131,7 @@ def _compare(
     truth_out, truth_grads, _ = _run(reference, _leaves(rounded, f64), indices, cotangents64)
     cotangents = [c.to(dtype) for c in cotangents64]
     try:
-        fn_out, fn_grads, _ = _run(case.function(dtype), _leaves(rounded, dtype), indices, cotangents)
+        fn_out, fn_grads = case.vjp(_leaves(rounded, dtype), cotangents, dtype)
         ref_out, ref_grads, _ = _run(reference, _leaves(rounded, dtype), indices, cotangents)
     except (RuntimeError, NotImplementedError, TypeError) as error:
         if any(word in str(error) for word in _UNSUPPORTED):
@@ -171,8 +172,4 @@ def _compare(
     return None, " ".join(summary), numbers
 
 
-CHECK = Check(
-    "reference",
-    "outputs and gradients match the spec's plain `reference:` within 2× its own low-precision error",
-    check_reference,
-)
+CHECK = Check.of("reference", check_reference)

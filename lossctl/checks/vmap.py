@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from lossctl.case import Case, differentiable_outputs
+from lossctl.case import Case
 from lossctl.checks.base import Check, Skip
 from lossctl.checks.common import require_differentiable_inputs, require_function, sqrt_eps, worst_rel_error
 from lossctl.inputs import derive_seed
@@ -50,9 +50,10 @@ def check_vmap(case: Case) -> Outcome:
 
     def per_sample(b: int) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
         leaves = [s[b].clone().requires_grad_() for s in samples]
-        outs = case.call(case.substitute(values, leaves))
-        grads = torch.autograd.grad(differentiable_outputs(outs), leaves, cotangents[b], allow_unused=True)
-        return [o.detach() for o in outs if isinstance(o, torch.Tensor)], list(grads)
+        inputs = case.substitute(values, leaves)
+        outs = case.call(inputs)
+        grads = case.backward(outs, inputs, cotangents[b])
+        return [o.detach() for o in outs if isinstance(o, torch.Tensor)], grads
 
     def vjp_one(*args: torch.Tensor) -> tuple[Any, Any]:
         diff, v = args[: len(samples)], args[len(samples) :]
@@ -87,8 +88,4 @@ def check_vmap(case: Case) -> Outcome:
     return Outcome.passed(f"vmap over {BATCH} samples = per-sample loop, forward and backward (rel err {worst:.1e})")
 
 
-CHECK = Check(
-    "vmap",
-    "a Function supporting torch.func.vmap gives the per-sample loop's outputs and gradients",
-    check_vmap,
-)
+CHECK = Check.of("vmap", check_vmap)

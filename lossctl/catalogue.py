@@ -1,0 +1,142 @@
+"""Every check lossctl knows, in one torch-free table: id, run order, default, description, options.
+
+Spec validation, the project config, `lossctl checks`, the check registry and the README's list all
+read this table. Adding a check = one module in lossctl/checks/ (named as its id, holding `run`) and
+one line here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class OptionKind(Enum):
+    """What a check option's value is, so spec validation knows how to read it."""
+
+    NUMBER = "a positive number"
+    DIMS = "a list of dim names"
+    ARGS = "a list of argument names"
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    kind: OptionKind
+    help: str
+
+
+@dataclass(frozen=True)
+class CheckInfo:
+    id: str
+    """Stable id, also the module name under lossctl/checks/."""
+    description: str
+    """One line: what the check catches."""
+    default: bool = True
+    """Whether it runs when no --checks are given (False: opt-in)."""
+    options: tuple[Option, ...] = ()
+    """Options taken under `checks: {id: {...}}` in a spec; without any, only true/false."""
+    verifies_gradient: bool = False
+    """It compares gradient values with an independent truth (finite differences, float64)."""
+
+    def option(self, name: str) -> Option:
+        return next(o for o in self.options if o.name == name)
+
+
+# Option names, used by the checks that read them (never string literals in a check).
+EXCLUDE_DIMS = "exclude_dims"
+EXCLUDE_ARGS = "exclude_args"
+FACTOR = "factor"
+FLOOR = "floor"
+
+CATALOGUE: tuple[CheckInfo, ...] = (
+    CheckInfo("forward", "forward runs, returns tensors, and its outputs are finite"),
+    CheckInfo("backward", "a random grad_output gives every input a finite gradient of its shape and dtype"),
+    CheckInfo(
+        "raw_backward",
+        "backward itself returns one gradient per argument, None for non-tensors, matching dtype/shape/device",
+    ),
+    CheckInfo(
+        "gradcheck",
+        "torch.autograd.gradcheck on float64 copies, with the worst elements named on failure",
+        verifies_gradient=True,
+    ),
+    CheckInfo(
+        "gradient_scaled",
+        "analytical vs numerical gradient relative to the gradient's own scale (mean losses at large N)",
+        verifies_gradient=True,
+    ),
+    CheckInfo("linearity", "backward is linear in grad_output (scaled and summed upstream gradients)"),
+    CheckInfo(
+        "needs_input_grad",
+        "each argument alone requiring grad gets the same gradient (needs_input_grad slot mix-ups)",
+    ),
+    CheckInfo(
+        "determinism", "two backward passes on identical inputs agree (catches randomness recomputed in backward)"
+    ),
+    CheckInfo("grad_output_intact", "backward does not modify grad_output in place"),
+    CheckInfo("inplace", "no input or saved tensor is modified in place; names the tensor and the line when one is"),
+    CheckInfo("noncontiguous", "non-contiguous inputs and grad_output give the same outputs and gradients"),
+    CheckInfo(
+        "edge_sizes",
+        "each named dim set to 1 in turn still runs and passes gradcheck (.squeeze() and dim mix-ups)",
+        options=(Option(EXCLUDE_DIMS, OptionKind.DIMS, "dims never shrunk to 1"),),
+        verifies_gradient=True,
+    ),
+    CheckInfo(
+        "double_backward",
+        "gradgradcheck: double backward is right, or refuses loudly (@once_differentiable)",
+        verifies_gradient=True,
+    ),
+    CheckInfo("forward_ad", "a Function's jvp matches finite differences (skipped when it defines none)"),
+    CheckInfo("vmap", "a Function supporting torch.func.vmap gives the per-sample loop's outputs and gradients"),
+    CheckInfo(
+        "low_precision",
+        "forward/backward in float32, float16 and bfloat16 agree with float64 within a dtype-scaled error",
+        options=(Option(FACTOR, OptionKind.NUMBER, "allowed multiple of the rounding/conditioning floor"),),
+        verifies_gradient=True,
+    ),
+    CheckInfo(
+        "reference",
+        "outputs and gradients match the spec's plain `reference:` within 2× its own low-precision error",
+        options=(
+            Option(FACTOR, OptionKind.NUMBER, "allowed multiple of the reference's own error"),
+            Option(FLOOR, OptionKind.NUMBER, "units of roundoff always allowed"),
+        ),
+        verifies_gradient=True,
+    ),
+    CheckInfo(
+        "stability",
+        "inputs scaled to large and small magnitude still give finite outputs and gradients",
+        options=(Option(EXCLUDE_ARGS, OptionKind.ARGS, "arguments never scaled"),),
+    ),
+    CheckInfo(
+        "compile",
+        "forward and backward under torch.compile (aot_eager) equal eager; reports graph breaks (opt-in)",
+        default=False,
+    ),
+)
+
+CHECK_IDS: tuple[str, ...] = tuple(c.id for c in CATALOGUE)
+"""Every check id, in run order."""
+
+CHECK_OPTIONS: dict[str, tuple[str, ...]] = {c.id: tuple(o.name for o in c.options) for c in CATALOGUE if c.options}
+"""Options a check takes under `checks: {id: {...}}`; other checks take only true/false."""
+
+BY_ID: dict[str, CheckInfo] = {c.id: c for c in CATALOGUE}
+
+
+def info(check_id: str) -> CheckInfo:
+    return BY_ID[check_id]
+
+
+def option_kind(check_id: str, name: str) -> OptionKind:
+    return BY_ID[check_id].option(name).kind
+
+
+def markdown_list() -> str:
+    """The README's list of checks, generated from this table."""
+    lines = ["| id | default | what it checks |", "|---|---|---|"]
+    for c in CATALOGUE:
+        lines.append(f"| `{c.id}` | {'on' if c.default else 'opt-in'} | {c.description} |")
+    return "\n".join(lines)
