@@ -296,6 +296,7 @@ def run_bench(jobs: Sequence[Job], options: BenchOptions, on_progress: OnProgres
     a Function that raises becomes a case with `error`."""
     from lossctl.runner import SetupFailure, build_cases, environment
 
+    jobs = [job for job in jobs if job.spec.world_size is None]  # distributed specs: `lossctl check` only
     device = resolve_device(options.device)
     dtype = _resolve_dtype(options.dtype, device)
     threads = options.threads or torch.get_num_threads()

@@ -71,6 +71,7 @@ class CheckCommand:
     changed_since: str | None
     shard: str | None
     config: Path | None
+    world_size: str | None = None
 
 
 def _parse_jobs(text: str) -> int:
@@ -98,6 +99,12 @@ def _parse_shard(text: str) -> tuple[int, int]:
     if not sep or not 1 <= shard[0] <= shard[1]:
         raise UsageError(f"--shard: `{text}` is not K/N with 1 <= K <= N", hint="e.g. --shard 2/4")
     return shard
+
+
+def _parse_world_size(text: str) -> tuple[int, ...]:
+    from lossctl.distributed.cli import parse_world_size
+
+    return parse_world_size(text)
 
 
 def _split(value: str | None) -> tuple[str, ...]:
@@ -176,6 +183,10 @@ def check(
         Path | None,
         typer.Option("--config", help="Project config (default: ./lossctl.yaml or pyproject.toml [tool.lossctl])."),
     ] = None,
+    world_size: Annotated[
+        str | None,
+        typer.Option("--world-size", help="Ranks for distributed specs, e.g. 4 or 2,4 (overrides `world_size:`)."),
+    ] = None,
 ) -> None:
     """Check forward, backward and gradients of Functions, from specs or by dotted path."""
     command = CheckCommand(
@@ -193,6 +204,7 @@ def check(
         changed_since=changed_since,
         shard=shard,
         config=config,
+        world_size=world_size,
     )
     raise typer.Exit(_guarded(lambda: _run_check(command), verbose))
 
@@ -392,6 +404,7 @@ def _run_check(command: CheckCommand) -> ExitCode:
         jobs=_parse_jobs(command.jobs or project.jobs or "1"),
         timeout=timeout,
         shard=_parse_shard(command.shard) if command.shard else None,
+        world_size=_parse_world_size(command.world_size) if command.world_size is not None else None,
     )
     targets = command.targets or tuple(project.spec_paths())
     jobs = collect(

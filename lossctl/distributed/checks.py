@@ -80,8 +80,12 @@ def _scale(got: torch.Tensor, expected: torch.Tensor, world_size: int) -> str | 
         return None
     for factor, name in ((world_size, f"W={world_size}×"), (1 / world_size, f"1/W = 1/{world_size}×")):
         if world_size > 1 and abs(ratio - factor) <= SCALE_SLACK * factor:
-            return name
+            return name if abs(ratio - factor) <= 1e-6 * factor else f"{ratio:.4g}× (≈ {name.rstrip('×')})"
     return None
+
+
+def ratio_above_one(scale: str) -> bool:
+    return scale.startswith("W") or "≈ W" in scale
 
 
 def check_forward(run: RankRun, reference: Reference, tol: Tolerance) -> Outcome:
@@ -154,7 +158,7 @@ def check_reference_gradient(
                             f"(max |Δ| {_max_diff(got, expected):.3g})")
             continue
         if scale is not None:
-            problems.append(f"every rank's gradient for `{name}` is {scale} too {'large' if scale.startswith('W') else 'small'}")
+            problems.append(f"every rank's gradient for `{name}` is {scale} too {'large' if ratio_above_one(scale) else 'small'}")
             continue
         bad = [
             r

@@ -153,7 +153,9 @@ class RankPool:
 
     def _others_note(self, culprit: int, world: int) -> str:
         others = [i for i in range(world) if i != culprit]
-        return f" (ranks {_list(others)} were stopped)" if others else ""
+        if not others:
+            return ""
+        return f" (rank {others[0]} was stopped)" if len(others) == 1 else f" (ranks {_list(others)} were stopped)"
 
     def _death(self, index: int, doing: str) -> str:
         process = self.ranks[index].process
@@ -248,6 +250,8 @@ def _context() -> multiprocessing.context.BaseContext:
     methods = multiprocessing.get_all_start_methods()
     if "forkserver" in methods:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["torch", "lossctl.runner", "lossctl.distributed.worker"])
+        # symbolic_shapes: what autograd's first call imports (sympy), a second per rank otherwise
+        preload = ["torch", "torch.fx.experimental.symbolic_shapes", "lossctl.runner", "lossctl.distributed.worker"]
+        context.set_forkserver_preload(preload)
         return context
     return multiprocessing.get_context("spawn")

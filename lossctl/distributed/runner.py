@@ -51,6 +51,9 @@ def run_with_distributed(jobs: Sequence[Job], options: Any, on_result: OnResult 
         skip=tuple(c for c in options.skip if c not in CHECK_IDS),
     )
     run_battery = not (options.checks and not battery_checks)
+    from lossctl.checks import select_checks
+
+    select_checks(plain_options.checks, plain_options.skip)  # unknown ids: a usage error before anything runs
     cases: list[CaseResult] = []
     environment = None
     interrupted = False

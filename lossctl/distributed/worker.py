@@ -56,6 +56,9 @@ def rank_main(index: int, connection: Any, cwd: str, stack_path: str, threads: i
     state = RankState(index)
     from lossctl.errors import LossctlError
     from lossctl.loader import describe_exception, format_user_traceback
+    from lossctl.runner import warm_up
+
+    warm_up(torch.device("cpu"))  # autograd's start-up, paid while the coordinator forms the group
 
     while True:
         try:
