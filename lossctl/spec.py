@@ -651,9 +651,7 @@ class _Reader:
             self._check_range(values.get("low", 0), values["high"], path, dims)
         if init == "uniform":
             self._check_range(values.get("low", 0.0), values.get("high", 1.0), path, dims)
-        return TensorArg(
-            shape=tuple(shape), dtype=dtype, init=init, requires_grad=requires_grad, shard=shard, **values
-        )
+        return TensorArg(shape=tuple(shape), dtype=dtype, init=init, requires_grad=requires_grad, shard=shard, **values)
 
     def _check_range(self, low: Any, high: Any, path: tuple[Any, ...], dims: Mapping[str, tuple[int, ...]]) -> None:
         def values(bound: Any) -> tuple[float, ...]:

@@ -23,12 +23,6 @@ from tests.conftest import CLI_ENV, REPO
 DIST_CHECKS = ",".join(CHECK_IDS)
 
 
-class RankRecorder:
-    """Wraps RankPool to remember every rank process it started."""
-
-    pids: list[int] = []
-
-
 @pytest.fixture(scope="module")
 def watched(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Run lossctl in-process with the rank pool's pids recorded and its temp folder in a tmp dir."""
@@ -186,7 +180,12 @@ def _exists(pid: int) -> bool:
 def test_the_single_process_battery_runs_at_w1_and_cleans_up(watched):
     before = len(watched.started)
     code, data, stderr, _ = watched(
-        "check", "configs/distributed/vocab_parallel.yaml", "--checks", "forward,gradcheck,dist_forward", "--world-size", "4"
+        "check",
+        "configs/distributed/vocab_parallel.yaml",
+        "--checks",
+        "forward,gradcheck,dist_forward",
+        "--world-size",
+        "4",
     )
     assert code == 0, stderr
     found = rows(data)
@@ -198,7 +197,8 @@ def test_the_single_process_battery_runs_at_w1_and_cleans_up(watched):
 
 
 def test_a_sharded_dim_that_does_not_divide_is_a_spec_error(watched):
-    with pytest.raises(SpecError, match=r"args\.image\.shard: dim 0 has size 6 \(B\), which does not divide by world_size 4"):
+    message = r"args\.image\.shard: dim 0 has size 6 \(B\), which does not divide by world_size 4"
+    with pytest.raises(SpecError, match=message):
         load_specs(
             "function: f\nworld_size: [2, 4]\ndims: {B: 6}\nargs: {image: {shape: [B, 3], shard: 0}}\n",
             source="s.yaml",
@@ -238,7 +238,7 @@ def test_spec_keys_round_trip():
 
 def test_stacks_name_the_collective_or_the_users_line():
     waiting = (
-        'Stack (most recent call first):\n'
+        "Stack (most recent call first):\n"
         '  File "/x/torch/distributed/distributed_c10d.py", line 10 in all_reduce\n'
         '  File "/x/torch/distributed/c10d_logger.py", line 5 in wrapper\n'
         '  File "/u/losses.py", line 7 in loss\n'

@@ -39,9 +39,7 @@ class RankRun:
         return len(self.outputs)
 
     def global_outputs(self) -> list[torch.Tensor]:
-        return [
-            combine_outputs(mode, [rank[i] for rank in self.outputs]) for i, mode in enumerate(self.modes)
-        ]
+        return [combine_outputs(mode, [rank[i] for rank in self.outputs]) for i, mode in enumerate(self.modes)]
 
     def global_grad(self, slot: int, shard: int | None) -> torch.Tensor | None:
         grads = [rank[slot] for rank in self.grads]
@@ -69,7 +67,7 @@ def _max_diff(got: torch.Tensor, expected: torch.Tensor) -> float:
 
 
 def _scale(got: torch.Tensor, expected: torch.Tensor, world_size: int) -> str | None:
-    """"W×" or "1/W×" when `got` is that multiple of `expected`, else None."""
+    """ "W×" or "1/W×" when `got` is that multiple of `expected`, else None."""
     e = expected.double().flatten()
     g = got.double().flatten()
     denominator = float(e @ e)
@@ -124,8 +122,7 @@ def check_forward(run: RankRun, reference: Reference, tol: Tolerance) -> Outcome
         )
     modes = ", ".join(sorted(set(run.modes)))
     return Outcome.passed(
-        f"the global output ({modes} over {world} ranks) matches the single-process reference "
-        f"(max |Δ| {worst:.2g})",
+        f"the global output ({modes} over {world} ranks) matches the single-process reference (max |Δ| {worst:.2g})",
         data={"max_abs_diff": worst},
     )
 
@@ -146,7 +143,9 @@ def check_reference_gradient(
         if expected is None:
             expected = torch.zeros_like(got)
         if got.shape != expected.shape:
-            problems.append(f"the gradient for `{name}` has shape {list(got.shape)}, the reference's {list(expected.shape)}")
+            problems.append(
+                f"the gradient for `{name}` has shape {list(got.shape)}, the reference's {list(expected.shape)}"
+            )
             continue
         worst = max(worst, _max_diff(got, expected))
         if _close(got, expected, tol):
@@ -154,11 +153,16 @@ def check_reference_gradient(
         scale = _scale(got, expected, world)
         if shard is None:
             problem = f"the ranks' summed gradient for `{name}` (every rank holds it whole)"
-            problems.append(f"{problem} is {scale} the reference's" if scale else f"{problem} differs from the reference's "
-                            f"(max |Δ| {_max_diff(got, expected):.3g})")
+            problems.append(
+                f"{problem} is {scale} the reference's"
+                if scale
+                else f"{problem} differs from the reference's (max |Δ| {_max_diff(got, expected):.3g})"
+            )
             continue
         if scale is not None:
-            problems.append(f"every rank's gradient for `{name}` is {scale} too {'large' if ratio_above_one(scale) else 'small'}")
+            problems.append(
+                f"every rank's gradient for `{name}` is {scale} too {'large' if ratio_above_one(scale) else 'small'}"
+            )
             continue
         bad = [
             r
@@ -235,9 +239,7 @@ def check_finite_differences(
             else:
                 who = f"{_ranks(sorted(o for o in owners if o is not None))} gradient for `{name}`"
             if kind == "missing":
-                problems.append(
-                    f"{who} is missing the other ranks' contributions (equals its local-only part)"
-                )
+                problems.append(f"{who} is missing the other ranks' contributions (equals its local-only part)")
             elif kind == "large":
                 problems.append(f"{who} is W={world}× too large")
             elif kind == "small":
@@ -290,7 +292,9 @@ def check_determinism(first: RankRun, second: RankRun, names: Sequence[str], non
                 continue
             same = torch.equal(a, b) if nondet_tol == 0 else bool((a - b).abs().max() <= nondet_tol)
             if not same:
-                problems.append(f"rank {rank}'s {what} differs between two identical runs (max |Δ| {_max_diff(a, b):.3g})")
+                problems.append(
+                    f"rank {rank}'s {what} differs between two identical runs (max |Δ| {_max_diff(a, b):.3g})"
+                )
     if problems:
         return Outcome.failed(
             "; ".join(problems),
@@ -309,7 +313,9 @@ def check_world_sizes(
         if not _close(a, b, tol):
             scale = _scale(a, b, run.world_size // max(1, first.world_size))
             what = "the global loss" if a.dim() == 0 else f"the global output {i}"
-            problems.append(f"{what} changes from W={first.world_size} to W={run.world_size}" + (f" ({scale})" if scale else ""))
+            problems.append(
+                f"{what} changes from W={first.world_size} to W={run.world_size}" + (f" ({scale})" if scale else "")
+            )
     for slot, (name, shard) in enumerate(zip(names, shards, strict=True)):
         a, b = run.global_grad(slot, shard), first.global_grad(slot, shard)
         if a is not None and b is not None and not _close(a, b, tol):
@@ -319,9 +325,7 @@ def check_world_sizes(
             )
     if problems:
         return Outcome.failed("; ".join(problems), hint="something in the program depends on the world size")
-    return Outcome.passed(
-        f"global output and gradients at W={run.world_size} match W={first.world_size}"
-    )
+    return Outcome.passed(f"global output and gradients at W={run.world_size} match W={first.world_size}")
 
 
 def _convention(modes: Sequence[str], world: int, *, short: bool = False) -> str:

@@ -121,8 +121,7 @@ class RankPool:
                         raise RankFault(reply[1], reply[3], setup=True, hint=reply[2])
                     if reply[0] == "raised":
                         raise RankFault(
-                            f"rank {i} raised {reply[1]} while {doing}"
-                            + self._others_note(i, len(ranks)),
+                            f"rank {i} raised {reply[1]} while {doing}" + self._others_note(i, len(ranks)),
                             reply[2],
                         )
                     replies[i] = reply[1]

@@ -167,7 +167,10 @@ class DistributedRunner:
             reference = Reference(outputs=reply["outputs"], grads=reply["grads"])
             if self.battery_options is not None:
                 results = pool.ask(
-                    "battery", [(job, index, self.battery_options)], "running the single-process battery (W=1)", deadline
+                    "battery",
+                    [(job, index, self.battery_options)],
+                    "running the single-process battery (W=1)",
+                    deadline,
                 )[0]
                 for case in results:
                     self.record_case(replace(case, case=case_id), announce=True)
@@ -280,7 +283,9 @@ class DistributedRunner:
             self.pool = RankPool(self.pool_size, self.options.timeout, backend=backend)
         return self.pool
 
-    def case_result(self, spec: Spec, point: Any, seed: int, case_id: str, checks: tuple[CheckResult, ...]) -> CaseResult:
+    def case_result(
+        self, spec: Spec, point: Any, seed: int, case_id: str, checks: tuple[CheckResult, ...]
+    ) -> CaseResult:
         return CaseResult(
             case=case_id,
             spec=spec.name,
