@@ -371,6 +371,10 @@ def list_checks() -> None:
         table = Table("id", "default", "what it checks", header_style="bold")
         for item in registry():
             table.add_row(item.id, "on" if item.default else "opt-in", item.description)
+        from lossctl.distributed import DESCRIPTIONS
+
+        for check_id, description in DESCRIPTIONS.items():  # run by specs with `world_size:`
+            table.add_row(check_id, "distributed", description)
         Console().print(table)
         return ExitCode.OK
 
