@@ -218,10 +218,11 @@ def check_finite_differences(
         failing.setdefault((name, owner), []).append(kind)
     names = list(dict.fromkeys(p[0] for p in probes[0]))
     if not failing:
-        per = count // max(1, sum(1 for _ in names))
+        first = (probes[0][0][0], probes[0][0][1])
+        per = sum(1 for p in probes[0] if (p[0], p[1]) == first)
         return Outcome.passed(
-            f"{count} directions over the global inputs ({_names(names)}; {per} per argument, one set per "
-            f"rank's shard) agree with finite differences of the whole program within "
+            f"{count} directions over the global inputs ({_names(names)}; {per} on each rank's shard of "
+            f"each) agree with finite differences of the whole program within "
             f"{tol.atol:g} + {tol.rtol:g}·|fd| (largest relative error {worst:.2g})",
             data={"directions": count, "largest_error": worst},
         )
