@@ -248,3 +248,13 @@ def test_stacks_name_the_collective_or_the_users_line():
     sleeping = 'Stack (most recent call first):\n  File "/u/losses.py", line 9 in loss\n'
     assert describe_stack(sleeping) == ("user", "losses.py:9 in loss")
     assert describe_stack("") == ("unknown", "")
+
+
+def test_a_function_that_does_not_load_is_one_setup_row(watched, write_spec):
+    spec = write_spec("function: tests.distributed_fns.nope\nworld_size: [2, 4]\nargs: {x: {shape: [4], shard: 0}}\n")
+    code, data, stderr, _ = watched("check", str(spec), "--checks", DIST_CHECKS)
+    assert code == 2, stderr
+    (case,) = data["cases"]
+    (row,) = case["checks"]
+    assert case["case"] == "nope" and row["check"] == "setup" and row["status"] == "error"
+    assert row["detail"].startswith("cannot load `tests.distributed_fns.nope`")

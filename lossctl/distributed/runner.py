@@ -103,6 +103,8 @@ class DistributedRunner:
         self.pool_size = 1
         self.cases: list[CaseResult] = []
         self.device_type = "cpu"
+        self.unloadable: set[int] = set()
+        """Jobs whose Function did not load or bind (by id)."""
 
     def close(self) -> None:
         if self.pool is not None:
@@ -142,7 +144,11 @@ class DistributedRunner:
         spec = job.spec
         seed = spec.seed if self.options.seed is None else self.options.seed
         sizes = spec.world_size or (1,)
+        if id(job) in self.unloadable:
+            return  # the spec's setup error is reported once, as the runner does
         reference, why_not = self.single_process(job, index, seed)
+        if id(job) in self.unloadable:
+            return
         first: RankRun | None = None
         for world in sizes:
             if world == 1 and self.battery_options is not None:
@@ -156,10 +162,10 @@ class DistributedRunner:
         spec = job.spec
         point = sweep(spec)[index]
         case_id = _case_id(spec, point, 1)
+        pool = self.ensure_pool()  # starting the ranks is not the case's time
         started = time.perf_counter()
         deadline = time.monotonic() + self.options.timeout
         try:
-            pool = self.ensure_pool()
             pool.form_group(1, deadline)
             doing = "building the inputs (W=1)"
             pool.ask("case", [(spec, dict(point.dims), seed, self.device_type)], doing, deadline)
@@ -176,6 +182,10 @@ class DistributedRunner:
                     self.record_case(replace(case, case=case_id), announce=True)
             return reference, ""
         except RankFault as fault:
+            if fault.setup:  # the Function does not load or bind; the 1-rank group answered: keep it
+                self.unloadable.add(id(job))
+                self.record_error(spec, point, seed, spec.name, fault, started)
+                return None, ""
             self.close()
             self.record_error(spec, point, seed, case_id, fault, started)
             return None, f"the single-process reference did not run (see {case_id})"
@@ -193,11 +203,11 @@ class DistributedRunner:
         spec = job.spec
         point = sweep(spec)[index]
         case_id = _case_id(spec, point, world)
+        pool = self.ensure_pool()
         started = time.perf_counter()
         deadline = time.monotonic() + self.options.timeout
         stage = _Stage(started)
         try:
-            pool = self.ensure_pool()
             pool.form_group(world, deadline)
             metas = pool.ask(
                 "case", [(spec, dict(point.dims), seed, self.device_type)] * world, "building its shard", deadline

@@ -82,6 +82,10 @@ def join_group(state: RankState, payload: tuple[int, str, str, float]) -> None:
     import torch.distributed as dist
 
     world_size, store_path, backend, timeout = payload
+    if backend == "nccl":
+        import torch
+
+        torch.cuda.set_device(state.index)  # one GPU per rank: rank r on cuda:r
     if dist.is_initialized():
         dist.destroy_process_group()
     store = dist.FileStore(store_path, world_size)
