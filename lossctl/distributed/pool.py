@@ -25,6 +25,8 @@ from typing import Any
 from lossctl.distributed.worker import STACK_SIGNAL, rank_main
 from lossctl.parallel import SIGNAL_MEANINGS
 
+STARTUP_TIMEOUT = 120.0
+"""Seconds the ranks may take to start (import torch, warm up autograd) on a loaded machine."""
 GROUP_TIMEOUT_MARGIN = 60.0
 """Seconds the process group's own timeout exceeds --timeout, so lossctl reports a hang first."""
 
@@ -77,9 +79,32 @@ class RankPool:
                 process.start()
                 child.close()
                 self.ranks.append(_Rank(process, parent, stack_path))
+            self._wait_ready(max(STARTUP_TIMEOUT, timeout))
         except BaseException:
             self.close()
             raise
+
+    def _wait_ready(self, limit: float) -> None:
+        """Wait for every rank to import torch and warm up, so no case's timeout pays for it."""
+        deadline = time.monotonic() + limit
+        waiting = set(range(self.size))
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RankFault(self._hang(sorted(waiting), [], "starting up", within=f"{limit:g} s"))
+            ready = multiprocessing.connection.wait(
+                [self.ranks[i].connection for i in waiting] + [self.ranks[i].process.sentinel for i in waiting],
+                timeout=min(left, 1.0),
+            )
+            for i in sorted(waiting):
+                if self.ranks[i].connection in ready:
+                    try:
+                        self.ranks[i].connection.recv()
+                    except (EOFError, OSError):
+                        raise RankFault(self._death(i, "starting up")) from None
+                    waiting.discard(i)
+                elif self.ranks[i].process.sentinel in ready:
+                    raise RankFault(self._death(i, "starting up"))
 
     @property
     def pids(self) -> list[int]:
@@ -171,7 +196,7 @@ class RankPool:
         world = self.world_size or len(self.ranks)
         return f"rank {index} died ({how}) while {doing}" + self._others_note(index, world)
 
-    def _hang(self, waiting: list[int], finished: list[int], doing: str) -> str:
+    def _hang(self, waiting: list[int], finished: list[int], doing: str, within: str | None = None) -> str:
         """Say which rank hangs where: ask each silent rank for its stack; a rank outside
         torch.distributed is the culprit, the ones inside a collective are waiting for it."""
         stacks = self._stacks(waiting)
@@ -191,7 +216,8 @@ class RankPool:
                 f"rank{'s' * (len(finished) > 1)} {_list(finished)} had finished: "
                 f"{'they' if len(finished) > 1 else 'it'} skipped a collective the others called"
             )
-        return f"no answer within {self.timeout:g} s (--timeout) while {doing}: " + "; ".join(parts)
+        within = within or f"{self.timeout:g} s (--timeout)"
+        return f"no answer within {within} while {doing}: " + "; ".join(parts)
 
     def _stacks(self, indices: list[int]) -> dict[int, str]:
         for i in indices:

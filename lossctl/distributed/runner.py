@@ -54,6 +54,8 @@ def run_with_distributed(jobs: Sequence[Job], options: Any, on_result: OnResult 
     from lossctl.checks import select_checks
 
     select_checks(plain_options.checks, plain_options.skip)  # unknown ids: a usage error before anything runs
+    runner = DistributedRunner(options, plain_options if run_battery else None, chosen, on_result)
+    planned = runner.plan(distributed)  # a device or a shard that cannot work: exit 2 before anything runs
     cases: list[CaseResult] = []
     environment = None
     interrupted = False
@@ -62,10 +64,10 @@ def run_with_distributed(jobs: Sequence[Job], options: Any, on_result: OnResult 
         cases.extend(report.cases)
         environment = report.environment
         interrupted = report.interrupted
-    if distributed and not interrupted:
-        runner = DistributedRunner(options, plain_options if run_battery else None, chosen, on_result)
+    if planned and not interrupted:
         try:
-            runner.run(distributed)
+            for job, index in planned:
+                runner.run_point(job, index)
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -111,8 +113,12 @@ class DistributedRunner:
             self.pool.close()
             self.pool = None
 
-    def run(self, jobs: Sequence[Job]) -> None:
+    def plan(self, jobs: Sequence[Job]) -> list[tuple[Job, int]]:
+        """The (job, dims point) pairs to run, after refusing what cannot run here."""
         from lossctl.device import resolve_device
+
+        if not jobs:
+            return []
 
         device = resolve_device(self.options.device)
         self.device_type = device.type
@@ -135,8 +141,7 @@ class DistributedRunner:
         if self.options.shard is not None:
             k, n = self.options.shard
             planned = [item for i, item in enumerate(planned) if i % n == k - 1]
-        for job, index in planned:
-            self.run_point(job, index)
+        return planned
 
     # ------------------------------------------------------------------ one point of a sweep
 
@@ -149,6 +154,8 @@ class DistributedRunner:
         reference, why_not = self.single_process(job, index, seed)
         if id(job) in self.unloadable:
             return
+        if not self.checks:
+            return  # --checks named no distributed check: the battery at W=1 was all
         first: RankRun | None = None
         for world in sizes:
             if world == 1 and self.battery_options is not None:
@@ -162,10 +169,11 @@ class DistributedRunner:
         spec = job.spec
         point = sweep(spec)[index]
         case_id = _case_id(spec, point, 1)
-        pool = self.ensure_pool()  # starting the ranks is not the case's time
         started = time.perf_counter()
-        deadline = time.monotonic() + self.options.timeout
         try:
+            pool = self.ensure_pool()  # starting the ranks is not the case's time
+            started = time.perf_counter()
+            deadline = time.monotonic() + self.options.timeout
             pool.form_group(1, deadline)
             doing = "building the inputs (W=1)"
             pool.ask("case", [(spec, dict(point.dims), seed, self.device_type)], doing, deadline)
@@ -203,11 +211,12 @@ class DistributedRunner:
         spec = job.spec
         point = sweep(spec)[index]
         case_id = _case_id(spec, point, world)
-        pool = self.ensure_pool()
         started = time.perf_counter()
-        deadline = time.monotonic() + self.options.timeout
-        stage = _Stage(started)
         try:
+            pool = self.ensure_pool()
+            started = time.perf_counter()
+            deadline = time.monotonic() + self.options.timeout
+            stage = _Stage(started)
             pool.form_group(world, deadline)
             metas = pool.ask(
                 "case", [(spec, dict(point.dims), seed, self.device_type)] * world, "building its shard", deadline

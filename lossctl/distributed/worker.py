@@ -58,7 +58,8 @@ def rank_main(index: int, connection: Any, cwd: str, stack_path: str, threads: i
     from lossctl.loader import describe_exception, format_user_traceback
     from lossctl.runner import warm_up
 
-    warm_up(torch.device("cpu"))  # autograd's start-up, paid while the coordinator forms the group
+    warm_up(torch.device("cpu"))  # autograd's first call imports sympy: before any case's clock starts
+    connection.send(("ready", None))
 
     while True:
         try:
