@@ -300,6 +300,7 @@ def run_bench(jobs: Sequence[Job], options: BenchOptions, on_progress: OnProgres
     from lossctl.runner import SetupFailure, build_cases, environment
     from lossctl.torch_state import isolated_state
 
+    jobs = [job for job in jobs if job.spec.world_size is None]  # distributed specs: `lossctl check` only
     device = resolve_device(options.device)
     dtype = _resolve_dtype(options.dtype, device)
     threads = options.threads or torch.get_num_threads()

@@ -73,6 +73,7 @@ class CheckCommand:
     config: Path | None
     allow_large: bool = False
     allow_unverified_gradients: bool = False
+    world_size: str | None = None
 
 
 def _parse_shard(text: str) -> tuple[int, int]:
@@ -86,6 +87,12 @@ def _parse_shard(text: str) -> tuple[int, int]:
     if not sep or not 1 <= shard[0] <= shard[1]:
         raise UsageError(f"--shard: `{text}` is not K/N with 1 <= K <= N", hint="e.g. --shard 2/4")
     return shard
+
+
+def _parse_world_size(text: str) -> tuple[int, ...]:
+    from lossctl.distributed.cli import parse_world_size
+
+    return parse_world_size(text)
 
 
 def _split(value: str | None) -> tuple[str, ...]:
@@ -174,6 +181,10 @@ def check(
             help="Pass even when no check could verify a gradient value (e.g. a float32-only kernel).",
         ),
     ] = False,
+    world_size: Annotated[
+        str | None,
+        typer.Option("--world-size", help="Ranks for distributed specs, e.g. 4 or 2,4 (overrides `world_size:`)."),
+    ] = None,
 ) -> None:
     """Check forward, backward and gradients of Functions, from specs or by dotted path."""
     command = CheckCommand(
@@ -193,6 +204,7 @@ def check(
         config=config,
         allow_large=allow_large,
         allow_unverified_gradients=allow_unverified_gradients,
+        world_size=world_size,
     )
     raise typer.Exit(_guarded(lambda: _run_check(command), verbose))
 
@@ -388,6 +400,10 @@ def list_checks() -> None:
         table = Table("id", "default", "what it checks", header_style="bold")
         for item in registry():
             table.add_row(item.id, "on" if item.default else "opt-in", item.description)
+        from lossctl.distributed import DESCRIPTIONS
+
+        for check_id, description in DESCRIPTIONS.items():  # run by specs with `world_size:`
+            table.add_row(check_id, "distributed", description)
         Console().print(table)
         return ExitCode.OK
 
@@ -423,6 +439,7 @@ def _run_check(command: CheckCommand) -> ExitCode:
         shard=_parse_shard(command.shard) if command.shard else None,
         allow_unverified_gradients=command.allow_unverified_gradients or None,
         config=command.config,
+        world_size=_parse_world_size(command.world_size) if command.world_size is not None else None,
     )
     validate_selection(settings.checks or (), settings.skip)
     validate_in_process_timeout(settings.jobs, command.timeout is not None)

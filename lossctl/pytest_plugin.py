@@ -70,6 +70,9 @@ class SpecFile(pytest.File):
             yield InvalidSpec.from_parent(self, name="spec", message=str(error))
             return
         for spec in specs:
+            if spec.world_size is not None:  # ranks in processes: lossctl.distributed, not a pytest item each
+                yield DistributedSpec.from_parent(self, name=spec.name)
+                continue
             checks = select_checks(settings.checks, settings.skip, spec.checks, settings.base_checks)
             for index, point in enumerate(sweep(spec)):
                 case_id = f"{spec.name}[{point.label()}]" if point.swept else spec.name
@@ -77,6 +80,11 @@ class SpecFile(pytest.File):
                     yield CheckItem.from_parent(
                         self, name=f"{case_id}::{check_id}", job=Job(spec), point=index, check_id=check_id
                     )
+
+
+class DistributedSpec(pytest.Item):
+    def runtest(self) -> None:
+        pytest.skip("a distributed spec (world_size): run it with `lossctl check`")
 
 
 class InvalidSpec(pytest.Item):

@@ -48,11 +48,17 @@ class RunOptions:
     allow_unverified_gradients: bool | None = None
     """Accept a case whose selected gradient checks all skipped (None: the spec, else the config, decides)."""
     config_allows_unverified: bool = False
+    world_size: tuple[int, ...] | None = None
+    """Overrides every distributed spec's world_size when given (--world-size)."""
 
 
 def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | None = None) -> Report:
     """Check every case; user mistakes inside a job become ERROR rows, fatal misuse raises
     LossctlError (unknown check id, unavailable device)."""
+    if any(job.spec.world_size is not None for job in jobs):  # ranks in processes: lossctl.distributed
+        from lossctl.distributed.runner import run_with_distributed
+
+        return run_with_distributed(jobs, options, on_result, run_checks)
     device = resolve_device(options.device)
     select_checks(options.checks, options.skip)  # unknown ids are a usage error before anything runs
     tasks = shard_tasks(plan_tasks(jobs), options.shard)

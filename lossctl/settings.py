@@ -43,6 +43,8 @@ class Settings:
     decides, else the config's)."""
     config_allows_unverified: bool = False
     """The project config's `allow_unverified_gradients:`."""
+    world_size: tuple[int, ...] | None = None
+    """--world-size: overrides every distributed spec's `world_size:`."""
     spec_paths: tuple[str, ...] = ()
     """Where specs live when no target is given."""
     configs_dir: Path = field(default_factory=lambda: Path("configs"))
@@ -61,6 +63,7 @@ class Settings:
             shard=self.shard,
             allow_unverified_gradients=self.allow_unverified_gradients,
             config_allows_unverified=self.config_allows_unverified,
+            world_size=self.world_size,
         )
 
 
@@ -75,6 +78,7 @@ def resolve_settings(
     timeout: float | None = None,
     shard: tuple[int, int] | None = None,
     allow_unverified_gradients: bool | None = None,
+    world_size: tuple[int, ...] | None = None,
     config: Path | None = None,
 ) -> Settings:
     """Flags (None: not given) over the project config (`project`, else loaded from `config` or
@@ -96,6 +100,7 @@ def resolve_settings(
         tolerance=dict(project.tolerance),
         allow_unverified_gradients=allow_unverified_gradients,
         config_allows_unverified=project.allow_unverified_gradients,
+        world_size=world_size,
         spec_paths=tuple(project.spec_paths()),
         configs_dir=project.root / "configs",
     )

@@ -49,7 +49,7 @@ INIT_PARAMS: dict[str, tuple[str, ...]] = {
     "positive": ("mean", "std"),
     "constant": ("value",),
 }
-TENSOR_KEYS = ("shape", "dtype", "requires_grad", "init", "mean", "std", "low", "high", "p", "value")
+TENSOR_KEYS = ("shape", "dtype", "requires_grad", "init", "mean", "std", "low", "high", "p", "value", "shard")
 SPEC_KEYS = (
     "name",
     "function",
@@ -63,7 +63,11 @@ SPEC_KEYS = (
     "reference",
     "reference_kwargs",
     "allow_unverified_gradients",
+    "world_size",
+    "combine",
 )
+COMBINES = ("mean", "sum", "cat")
+"""How a distributed spec's ranks' outputs form the global output (see lossctl.distributed)."""
 TOLERANCE_KEYS = ("eps", "atol", "rtol", "nondet_tol")
 
 DEFAULT_DIMS = {"N": 5, "C": 3}
@@ -84,6 +88,9 @@ class TensorArg:
     high: float | str | None = None
     p: float | None = None
     value: float | None = None
+    shard: int | None = None
+    """Distributed specs: the dim split into world_size chunks (rank r gets chunk r); None: every
+    rank gets the whole tensor."""
 
     @property
     def is_floating(self) -> bool:
@@ -137,6 +144,10 @@ class Spec:
     """False when `args:` was absent: inputs are then built from forward's signature."""
     allow_unverified_gradients: bool | None = None
     """Accept this Function when no check can verify a gradient value (None: the config decides)."""
+    world_size: tuple[int, ...] | None = None
+    """Ranks to run the Function on (one case per size); None: a single-process spec."""
+    combine: str | None = None
+    """How the ranks' outputs form the global output (mean, sum, cat); None: the default."""
 
     @property
     def base_dir(self) -> Path:
@@ -472,6 +483,7 @@ class _Reader:
             raise self.error(
                 (*path, "allow_unverified_gradients"), f"expected true or false, got {_kind(allow_unverified)}"
             )
+        world_size, combine = self.distributed(raw, path, dims, args)
         return Spec(
             function=function,
             name=name.strip(),
@@ -489,7 +501,56 @@ class _Reader:
             line=self.lines.get(path),
             args_given=args_given,
             allow_unverified_gradients=allow_unverified,
+            world_size=world_size,
+            combine=combine,
         )
+
+    def distributed(
+        self, raw: dict, path: tuple[Any, ...], dims: Mapping[str, tuple[int, ...]], args: Mapping[str, Arg]
+    ) -> tuple[tuple[int, ...] | None, str | None]:
+        """`world_size:`, `combine:` and the args' `shard:` keys, which only make sense together."""
+        world_size = None
+        if "world_size" in raw:
+            value = raw["world_size"]
+            where = (*path, "world_size")
+            if isinstance(value, list):
+                if not value:
+                    raise self.error(where, "a sweep needs at least one world size")
+                world_size = tuple(self.integer(v, (*where, i), minimum=1) for i, v in enumerate(value))
+                if len(set(world_size)) != len(world_size):
+                    raise self.error(where, f"a size appears twice in the sweep {list(world_size)}")
+            else:
+                world_size = (self.integer(value, where, minimum=1),)
+        combine = raw.get("combine")
+        if combine is not None and combine not in COMBINES:
+            raise self.error((*path, "combine"), f"expected one of {', '.join(COMBINES)}, got {_kind(combine)}")
+        if combine is not None and world_size is None:
+            raise self.error((*path, "combine"), "given without `world_size:`")
+        for name, arg in args.items():
+            if not isinstance(arg, TensorArg) or arg.shard is None:
+                continue
+            where = (*path, "args", name, "shard")
+            if world_size is None:
+                raise self.error(where, "given without `world_size:`", hint="add e.g. `world_size: 4` to the spec")
+            self.shard_fits(arg, world_size, dims, where)
+        return world_size, combine
+
+    def shard_fits(
+        self, arg: TensorArg, world_size: tuple[int, ...], dims: Mapping[str, tuple[int, ...]], where: tuple[Any, ...]
+    ) -> None:
+        assert arg.shard is not None
+        if arg.shard >= len(arg.shape):
+            raise self.error(where, f"dim {arg.shard} does not exist: the shape {list(arg.shape)} has {len(arg.shape)}")
+        size = arg.shape[arg.shard]
+        for value in dims[size] if isinstance(size, str) else (size,):
+            for ranks in world_size:
+                if value % ranks:
+                    named = f" ({size})" if isinstance(size, str) else ""
+                    raise self.error(
+                        where,
+                        f"dim {arg.shard} has size {value}{named}, which does not divide by world_size {ranks}",
+                        hint="choose sizes that are multiples of every world size",
+                    )
 
     def checks(
         self,
@@ -649,6 +710,7 @@ class _Reader:
             raise self.error((*path, "requires_grad"), f"expected true or false, got {_kind(requires_grad)}")
         if requires_grad and not floating:
             raise self.error((*path, "requires_grad"), f"only floating tensors can require grad; dtype is `{dtype}`")
+        shard = self.integer(raw["shard"], (*path, "shard"), minimum=0) if "shard" in raw else None
 
         values: dict[str, Any] = {}
         if "mean" in raw:
@@ -679,7 +741,9 @@ class _Reader:
             self._check_range(values.get("low", 0), values["high"], path, dims)
         if init == "uniform":
             self._check_range(values.get("low", 0.0), values.get("high", 1.0), path, dims)
-        tensor = TensorArg(shape=tuple(shape), dtype=dtype, init=init, requires_grad=requires_grad, **values)
+        tensor = TensorArg(
+            shape=tuple(shape), dtype=dtype, init=init, requires_grad=requires_grad, shard=shard, **values
+        )
         elements = math.prod(max(dims[s]) if isinstance(s, str) else s for s in shape)
         if elements > MAX_ELEMENTS:
             raise self.error(
@@ -774,7 +838,7 @@ def spec_to_dict(spec: Spec, dims: Mapping[str, int] | None = None) -> dict[str,
                 continue
             tensor: dict[str, Any] = {"shape": list(arg.shape), "dtype": arg.dtype, "init": arg.init}
             tensor["requires_grad"] = arg.requires_grad
-            for key in ("mean", "std", "low", "high", "p", "value"):
+            for key in ("mean", "std", "low", "high", "p", "value", "shard"):
                 if getattr(arg, key) is not None:
                     tensor[key] = getattr(arg, key)
             args[name] = tensor
@@ -801,4 +865,8 @@ def spec_to_dict(spec: Spec, dims: Mapping[str, int] | None = None) -> dict[str,
         data["reference"] = spec.reference
     if spec.reference_kwargs:
         data["reference_kwargs"] = dict(spec.reference_kwargs)
+    if spec.world_size is not None:
+        data["world_size"] = list(spec.world_size) if len(spec.world_size) > 1 else spec.world_size[0]
+    if spec.combine is not None:
+        data["combine"] = spec.combine
     return data
