@@ -366,16 +366,26 @@ def test_compare_table_and_fail_slower_pass(run_cli, saved, tmp_path):
 
 def test_fail_slower_trips_on_a_regression(run_cli, saved, tmp_path):
     faster_before = edited(saved, tmp_path, scale_times(1 / 100))
-    result = run_cli(*SQUARE, "--compare", str(faster_before), "--fail-slower", "10%")
+    # 100x slower than saved; a row counts as regressed only beyond its noise band too, and a
+    # microsecond timing on a shared, loaded VM can be noisier than its median. So: up to three
+    # runs, and a run where the gate stays open must owe that to the noise band, nothing else.
+    for _ in range(3):
+        as_json = run_cli(*SQUARE, "--compare", str(faster_before), "--fail-slower", "10%", "-f", "json")
+        rows = json.loads(as_json.stdout)["comparisons"]
+        assert len(rows) == 2 and all(r["change"] > 10 and r["slower_than"] == 0.1 for r in rows)
+        if any(r["regressed"] for r in rows):
+            assert as_json.exit_code == 1
+            break
+        assert as_json.exit_code == 0
+        assert all(r["after_s"] - r["before_s"] <= r["noise_s"] for r in rows)
+    else:
+        pytest.fail("a 100x regression stayed inside the noise band in three runs")
+    for _ in range(3):
+        result = run_cli(*SQUARE, "--compare", str(faster_before), "--fail-slower", "10%")
+        if result.exit_code == 1:
+            break
     assert result.exit_code == 1, result.output
     assert "SLOWER" in result.stdout
-    as_json = run_cli(*SQUARE, "--compare", str(faster_before), "--fail-slower", "10%", "-f", "json")
-    assert as_json.exit_code == 1
-    rows = json.loads(as_json.stdout)["comparisons"]
-    # 100x slower than saved; a row counts as regressed only beyond its noise band too, and a
-    # microsecond timing on a shared VM can be noisier than its median: one row suffices.
-    assert len(rows) == 2 and all(r["change"] > 10 and r["slower_than"] == 0.1 for r in rows)
-    assert any(r["regressed"] for r in rows)
 
 
 def test_without_fail_slower_a_regression_does_not_fail(run_cli, saved, tmp_path):
