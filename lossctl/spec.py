@@ -72,6 +72,7 @@ CHECK_IDS = (
     "reference",
     "stability",
     "compile",
+    *("undefined_grad", "aliased_args", "mutation", "nondiff_outputs", "autocast", "compile_agreement"),
 )
 """Every check id, in run order (the registry in lossctl.checks must match: a test says so)."""
 

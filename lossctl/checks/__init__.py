@@ -11,8 +11,11 @@ from lossctl.errors import UsageError
 def registry() -> tuple[Check, ...]:
     """Every check, in the order they run (the order of lossctl.spec.CHECK_IDS)."""
     from lossctl.checks import (
+        aliased_args,
+        autocast,
         backward,
         compile,
+        compile_agreement,
         determinism,
         double_backward,
         edge_sizes,
@@ -24,11 +27,14 @@ def registry() -> tuple[Check, ...]:
         inplace,
         linearity,
         low_precision,
+        mutation,
         needs_input_grad,
         noncontiguous,
+        nondiff_outputs,
         raw_backward,
         reference,
         stability,
+        undefined_grad,
         vmap,
     )
 
@@ -52,6 +58,12 @@ def registry() -> tuple[Check, ...]:
         reference,
         stability,
         compile,
+        undefined_grad,
+        aliased_args,
+        mutation,
+        nondiff_outputs,
+        autocast,
+        compile_agreement,  # issue 8b
     )
     return tuple(module.CHECK for module in modules)
 
