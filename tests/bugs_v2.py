@@ -273,6 +273,22 @@ class SoftplusBackwardScalesSavedSigmoid(Function):
         return s.clone()
 
 
+class MSEOverwritesInputInForward(Function):
+    """Mean squared error whose forward saves `input`, then reuses its memory for the difference (a raw write)."""
+
+    @staticmethod
+    def forward(ctx: Any, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(input)
+        diff = _storage_alias(input).sub_(target)  # bug: the caller's input now holds input − target
+        return (diff * diff).mean()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        (diff,) = ctx.saved_tensors
+        g = 2 * grad * diff / diff.numel()
+        return g, -g
+
+
 # =========================================================================== nondiff_outputs
 
 

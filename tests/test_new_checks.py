@@ -73,6 +73,8 @@ TABLE = [
         "mutation",
         f"backward overwrote a (5, 3) float64 intermediate (saved for backward) in place {RAW}",
     ),
+    # ... and a raw write into an input during forward, which `inplace` reports (mutation leaves it)
+    row("raw_write_forward", "MSEOverwritesInputInForward", None, "inplace", "forward modified input `input` in place"),
     # non-differentiable outputs
     row(
         "nondiff_outputs",
@@ -234,3 +236,12 @@ def test_every_new_check_has_at_least_two_broken_functions():
         by_check[p.values[3]].add(p.values[1])
     new = ("undefined_grad", "aliased_args", "mutation", "nondiff_outputs", "autocast", "compile_agreement")
     assert {c: len(by_check[c]) >= 2 for c in new} == dict.fromkeys(new, True)
+
+
+def test_mutation_leaves_a_raw_write_into_an_input_during_forward_to_inplace(check_function):
+    """Forward saves `input` and then overwrites it through .data: `inplace` sees the input change
+    (it compares values), so `mutation` does not report the same write again."""
+    results = check_function("tests.bugs_v2.MSEOverwritesInputInForward", None, checks=("inplace", "mutation"))
+    assert results["inplace"].status is F
+    assert "forward modified input `input` in place" in results["inplace"].detail
+    assert results["mutation"].status is P, results["mutation"].detail

@@ -121,10 +121,9 @@ def _check_dtype(case: Case, dtype: torch.dtype) -> Outcome | tuple[str, dict[st
                 hint=BWD_HINT,
                 data={"rel_diff": diff},
             )
-    worst = max(numbers.values(), default=0.0)
+    listing = " ".join(f"{name} {value:.1f}u" for name, value in numbers.items())
     return (
-        f"{dtype_name(dtype)} under autocast (backward outside and inside) within {FACTOR}× of what rounding "
-        f"explains vs float32 (worst {worst:.1f} u)",
+        f"{dtype_name(dtype)}: {listing} from float32 (allowed {FACTOR}× floor); backward inside autocast = outside",
         numbers,
     )
 
