@@ -292,17 +292,23 @@ class MSEOverwritesInputInForward(Function):
 # =========================================================================== nondiff_outputs
 
 
+def _masked_ce(ctx: Any, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy over the targets that are not class 0 ("ignore"), and how many those are."""
+    valid = target != 0
+    count = valid.sum().to(logits.dtype)
+    nll = logits.logsumexp(-1) - logits.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    ctx.save_for_backward(logits, target, valid, count)
+    return (nll * valid).sum() / count.clamp(min=1), count
+
+
 class CEWithValidCount(Function):
     """(mean cross-entropy over non-ignored targets, how many) with the count marked non-differentiable: correct."""
 
     @staticmethod
     def forward(ctx: Any, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        valid = target != 0  # class 0 is "ignore"
-        count = valid.sum().to(logits.dtype)
-        nll = logits.logsumexp(-1) - logits.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        ctx.save_for_backward(logits, target, valid, count)
+        loss, count = _masked_ce(ctx, logits, target)
         ctx.mark_non_differentiable(count)
-        return (nll * valid).sum() / count.clamp(min=1), count
+        return loss, count
 
     @staticmethod
     @once_differentiable
@@ -336,11 +342,7 @@ class CEWithValidCountUnmarked(CEWithValidCount):
 
     @staticmethod
     def forward(ctx: Any, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        valid = target != 0
-        count = valid.sum().to(logits.dtype)
-        nll = logits.logsumexp(-1) - logits.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        ctx.save_for_backward(logits, target, valid, count)
-        return (nll * valid).sum() / count.clamp(min=1), count  # bug: count not marked
+        return _masked_ce(ctx, logits, target)  # bug: the count is not marked
 
 
 class CEWithValidCountMarksLoss(CEWithValidCount):
@@ -348,11 +350,7 @@ class CEWithValidCountMarksLoss(CEWithValidCount):
 
     @staticmethod
     def forward(ctx: Any, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        valid = target != 0
-        count = valid.sum().to(logits.dtype)
-        nll = logits.logsumexp(-1) - logits.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        loss = (nll * valid).sum() / count.clamp(min=1)
-        ctx.save_for_backward(logits, target, valid, count)
+        loss, count = _masked_ce(ctx, logits, target)
         ctx.mark_non_differentiable(loss)  # bug: should be count
         return loss, count
 

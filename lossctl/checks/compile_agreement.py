@@ -11,6 +11,7 @@ per case on CPU, against milliseconds for the rest of the battery.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -70,15 +71,22 @@ def check_compile_agreement(case: Case) -> Outcome:
     return Outcome.passed(f"eager = {agree}{skipped_text}", data={"rel_err": legs, "skipped": skipped})
 
 
-def _compiled(
-    case: Case, positions: list[int], cotangents: list[torch.Tensor]
-) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+def _differentiable_forward(case: Case, positions: list[int]) -> tuple[list[Any], Callable[..., tuple[Any, ...]]]:
+    """Fresh inputs, and forward as a function of the differentiable ones returning the
+    differentiable outputs (what torch.compile and torch.func.vjp take)."""
     values = case.fresh()
 
     def forward(*diff: torch.Tensor) -> tuple[Any, ...]:
         outs = case.call(case.substitute(values, diff))
         return tuple(outs[p] for p in positions)
 
+    return values, forward
+
+
+def _compiled(
+    case: Case, positions: list[int], cotangents: list[torch.Tensor]
+) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+    values, forward = _differentiable_forward(case, positions)
     torch.compiler.reset()
     try:
         # Dynamo warns about what it traces (lossctl's own seeding, builtins it does not know);
@@ -96,12 +104,7 @@ def _compiled(
 def _functorch(
     case: Case, positions: list[int], cotangents: list[torch.Tensor]
 ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
-    values = case.fresh()
-
-    def forward(*diff: torch.Tensor) -> tuple[Any, ...]:
-        outs = case.call(case.substitute(values, diff))
-        return tuple(outs[p] for p in positions)
-
+    values, forward = _differentiable_forward(case, positions)
     primals = [values[i].detach() for i in case.diff_indices]
     try:
         outs, pullback = torch.func.vjp(forward, *primals)
