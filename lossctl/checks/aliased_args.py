@@ -14,7 +14,7 @@ import torch
 
 from lossctl.case import Case
 from lossctl.checks.base import Check, Skip
-from lossctl.checks.common import require_differentiable_inputs, sqrt_eps, worst_rel_error
+from lossctl.checks.common import require_differentiable_inputs, same_random_state, sqrt_eps, worst_rel_error
 from lossctl.loader import describe_exception
 from lossctl.report import Outcome
 
@@ -71,13 +71,15 @@ def _check_pair(case: Case, i: int, j: int) -> Outcome | float | None:
         cotangents[:] = case.random_cotangents(outputs, "aliased_args")
         return cotangents
 
-    want_out, want_grads = case.vjp(separate, draw)
+    with same_random_state(case, "aliased_args"):
+        want_out, want_grads = case.vjp(separate, draw)
     if not all(bool(torch.isfinite(t).all()) for t in [*want_out, *want_grads] if t is not None):
         return None  # say, the log of their difference
     aliased = case.fresh()
     aliased[j] = aliased[i] = separate[i].detach().clone().requires_grad_()
     try:
-        got_out, got_grads = case.vjp(aliased, cotangents)
+        with same_random_state(case, "aliased_args"):
+            got_out, got_grads = case.vjp(aliased, cotangents)
     except Exception as error:
         return Outcome.failed(
             f"the same tensor for `{a}` and `{b}` raises {describe_exception(error)}",

@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from lossctl.case import Case
+from lossctl.case import Case, engine_rejection
 from lossctl.checks.base import Check, Skip
-from lossctl.checks.common import dtype_name, rel_error, require_differentiable_inputs
+from lossctl.checks.common import dtype_name, rel_error, require_differentiable_inputs, same_random_state
 from lossctl.inputs import derive_seed
 from lossctl.loader import describe_exception
 from lossctl.report import Outcome
@@ -72,6 +72,8 @@ def _check_dtype(case: Case, dtype: torch.dtype) -> Outcome | tuple[str, dict[st
     try:
         ref_out, ref_grads, cotangents = _run(case, _as(rounded, torch.float32), None, round_to=dtype)
     except Exception as error:
+        if isinstance(error, RuntimeError) and engine_rejection(case, error):
+            raise  # what backward returns is wrong in any dtype: the runner names it once
         raise Skip(f"cannot run in float32 for a reference ({describe_exception(error)})") from None
     low_cot = [c.to(dtype) for c in cotangents]
     try:
@@ -188,7 +190,17 @@ def _run(
 ) -> tuple[list[torch.Tensor], list[torch.Tensor | None], list[torch.Tensor]]:
     """Forward (under autocast when asked) and backward with `cotangents` (or seeded ones rounded
     to `round_to`); float32 copies of outputs, gradients and the cotangents used."""
-    leaves = _leaves(values)
+    with same_random_state(case, "autocast"):
+        return _forward_backward(case, _leaves(values), cotangents, autocast_forward, round_to)
+
+
+def _forward_backward(
+    case: Case,
+    leaves: list[Any],
+    cotangents: list[torch.Tensor] | None,
+    autocast_forward: torch.dtype | None,
+    round_to: torch.dtype | None,
+) -> tuple[list[torch.Tensor], list[torch.Tensor | None], list[torch.Tensor]]:
     drawn: list[torch.Tensor] = []
 
     def make(outputs: list[torch.Tensor]) -> list[torch.Tensor]:

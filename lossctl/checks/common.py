@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
 from lossctl.case import Case, float64_supported
 from lossctl.checks.base import Skip
+from lossctl.device import seed_device
+from lossctl.inputs import derive_seed
 from lossctl.spec import Tolerance
 
 
@@ -99,3 +102,14 @@ def float64_function(
 
 def mode_text(fast: bool, tolerance: Tolerance) -> str:
     return f"{'fast' if fast else 'slow'} mode, atol {tolerance.atol:g}, rtol {tolerance.rtol:g}"
+
+
+@contextlib.contextmanager
+def same_random_state(case: Case, label: str) -> Iterator[None]:
+    """Run the block from one seeded random state, restoring the caller's. Two forward+backward
+    runs a check compares, each wrapped in it, draw the same numbers in backward too: a backward
+    that draws noise is `determinism`'s finding, not a difference between them."""
+    devices = [case.device.index or 0] if case.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        seed_device(case.device, derive_seed(case.seed, label))
+        yield

@@ -18,7 +18,7 @@ import torch
 
 from lossctl.case import Case
 from lossctl.checks.base import Check, Skip
-from lossctl.checks.common import require_differentiable_inputs, sqrt_eps, worst_rel_error
+from lossctl.checks.common import require_differentiable_inputs, same_random_state, sqrt_eps, worst_rel_error
 from lossctl.loader import describe_exception
 from lossctl.report import Outcome
 
@@ -41,7 +41,8 @@ def check_compile_agreement(case: Case) -> Outcome:
         drawn[:] = case.random_cotangents(outputs, "compile_agreement")
         return drawn
 
-    eager_out, eager_grads = case.vjp(values, draw)
+    with same_random_state(case, "compile_agreement"):
+        eager_out, eager_grads = case.vjp(values, draw)
     positions = case.output_positions(case.call(case.fresh()))
     labels = [f"output {p}" for p in positions]
     tol = sqrt_eps(case.working_dtype)
@@ -49,7 +50,8 @@ def check_compile_agreement(case: Case) -> Outcome:
     skipped: dict[str, str] = {}
     for leg, run in (("torch.compile", _compiled), ("torch.func.vjp", _functorch)):
         try:
-            outs, grads = run(case, positions, drawn)
+            with same_random_state(case, "compile_agreement"):
+                outs, grads = run(case, positions, drawn)
         except Skip as skip:
             skipped[leg] = str(skip)
             continue

@@ -14,7 +14,7 @@ import torch
 
 from lossctl.case import Case
 from lossctl.checks.base import Check
-from lossctl.checks.common import require_differentiable_inputs, sqrt_eps, worst_rel_error
+from lossctl.checks.common import require_differentiable_inputs, same_random_state, sqrt_eps, worst_rel_error
 from lossctl.loader import describe_exception
 from lossctl.report import Outcome
 
@@ -33,7 +33,8 @@ def check_undefined_grad(case: Case) -> Outcome:
     for k, position in enumerate(positions):
         label = f"output {position}" if len(outputs) > 1 else "the output"
         zeroed = [torch.zeros_like(c) if j == k else c for j, c in enumerate(cotangents)]
-        _, want = case.vjp(case.fresh(), zeroed)
+        with same_random_state(case, "undefined_grad"):
+            _, want = case.vjp(case.fresh(), zeroed)
         for name, grad in zip(case.diff_names, want, strict=True):
             if grad is not None and not bool(torch.isfinite(grad).all()):
                 return Outcome.failed(
@@ -48,12 +49,13 @@ def check_undefined_grad(case: Case) -> Outcome:
         # it, as when the loss does not use it (Case.vjp always passes one per output).
         kept = [out for j, out in enumerate(_differentiable(case, values)) if j != k]
         try:
-            got = torch.autograd.grad(
-                kept,
-                [values[i] for i in case.diff_indices],
-                [c for j, c in enumerate(cotangents) if j != k],
-                allow_unused=True,
-            )
+            with same_random_state(case, "undefined_grad"):
+                got = torch.autograd.grad(
+                    kept,
+                    [values[i] for i in case.diff_indices],
+                    [c for j, c in enumerate(cotangents) if j != k],
+                    allow_unused=True,
+                )
         except Exception as error:
             return Outcome.failed(
                 f"backward raises {describe_exception(error)} when {label}'s grad is undefined (the loss does not "
