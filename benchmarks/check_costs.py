@@ -5,7 +5,8 @@
 Runs the chosen checks (default: every check, the opt-in ones included) on every case of the specs
 REPEATS times in-process, after one warm-up run, and prints each check's median ms per case with
 the spread (min–max), then the total of the medians per case. The thread count is printed with
-the numbers: compare runs made with the same one.
+the numbers: compare runs made with the same one. On a machine shared with other jobs, run it
+with OMP_NUM_THREADS=1: with two threads every small op can wait a scheduler slice for the second.
 """
 
 from __future__ import annotations
