@@ -23,7 +23,7 @@ BINARY = (
 )
 PAIR = "dims: {N: 5, C: 4}\nargs: {a: {shape: [N, C]}, b: {shape: [N, C]}}"
 LINEAR = (
-    "dims: {N: 6, H: 8, C: 5}\nargs:\n  hidden: {shape: [N, H]}\n  weight: {shape: [C, H]}\n"
+    "dims: {N: 4, H: 3, C: 5}\nargs:\n  hidden: {shape: [N, H]}\n  weight: {shape: [C, H]}\n"
     "  target: {shape: [N], dtype: int64, high: C}\n"
 )
 SCORES = "args: {scores: {shape: [5, 4]}}"
