@@ -3,7 +3,7 @@
 `f(x, x)` must behave as `f(x, x.clone())`: the same outputs, and a gradient for x equal to the sum
 of the two arguments' gradients (∂₁f + ∂₂f). A Function that writes into one argument's memory and
 reads the other (an in-place scale undone afterwards, a buffer reused) breaks this, as does
-torch.compile in pytorch #183604 (half the gradient).
+torch.compile in pytorch #183604 (half the gradient; this check runs eager only).
 """
 
 from __future__ import annotations

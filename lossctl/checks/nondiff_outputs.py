@@ -40,7 +40,7 @@ def check_nondiff_outputs(case: Case) -> Outcome:
     )
     cotangents = case.random_cotangents([outputs[p] for p in positions], "nondiff_outputs")
     try:
-        _, grads = case.vjp(values, cotangents)
+        case.vjp(values, cotangents)
     except TypeError as error:
         if "positional argument" not in str(error):
             raise
@@ -62,8 +62,8 @@ def check_nondiff_outputs(case: Case) -> Outcome:
             return Outcome.failed(
                 f"backward ignores the grad of output {position} ({tuple(out.shape)} {dtype_name(out.dtype)}), "
                 "which changes with the inputs: a loss that uses it gets no gradient from it",
-                hint="return its contribution in backward; or, if it is only for logging, "
-                + MARK_HINT.replace("mark it", "mark it non-differentiable"),
+                hint="return its contribution in backward; if it is only for logging, mark it with "
+                "ctx.mark_non_differentiable(...) in forward",
                 data={"output": position},
             )
         return Outcome.failed(
