@@ -157,6 +157,26 @@ class InfoNCE(Function):
         return grad * ga, grad * gb
 
 
+class WeightedMSEChecksWeights(Function):
+    """mean(w·(input − target)²), all three learnable, refusing weights that are not positive: correct."""
+
+    @staticmethod
+    def forward(ctx: Any, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        if bool((weight <= 0).any()):
+            raise ValueError("weights must be positive")
+        ctx.save_for_backward(input, target, weight)
+        diff = input - target
+        return (weight * diff * diff).mean()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        input, target, weight = ctx.saved_tensors
+        diff = input - target
+        n = diff.numel()
+        g = grad * 2 * weight * diff / n
+        return g, -g, grad * diff * diff / n
+
+
 class InfoNCEScalesInPlace(Function):
     """InfoNCE that divides `a` by T in place (through .data, undone after) to save a copy: f(x, x) scales b too."""
 

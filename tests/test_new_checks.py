@@ -148,6 +148,13 @@ CORRECT = [
         "CEWithZLossNoneAware", CLASSES, ("undefined_grad", "nondiff_outputs", "mutation"), id="CEWithZLossNoneAware"
     ),
     pytest.param("InfoNCE", PAIR, ("aliased_args", "autocast", "mutation"), id="InfoNCE"),
+    pytest.param(
+        "WeightedMSEChecksWeights",
+        "dims: {N: 5, C: 3}\nargs: {input: {shape: [N, C]}, target: {shape: [N, C]}, "
+        "weight: {shape: [N, C], init: positive}}",
+        ("aliased_args",),
+        id="WeightedMSEChecksWeights",
+    ),
     pytest.param("FusedSoftmaxCE", CLASSES, ("mutation", "autocast"), id="FusedSoftmaxCE"),
     pytest.param("CEWithValidCount", CLASSES, ("nondiff_outputs", "mutation"), id="CEWithValidCount"),
     pytest.param("TopKHingeWithIndices", SCORES, ("nondiff_outputs",), id="TopKHingeWithIndices"),
