@@ -181,9 +181,13 @@ def test_compile_agreement_passes_all_three_ways_for_a_new_style_function(check_
     assert "eager = torch.compile (rel err" in result.detail and "torch.func.vjp (rel err" in result.detail
 
 
-def test_compile_agreement_skips_only_torch_func_without_setup_context(check_function):
-    result = check_function("tests.bugs_v2.FusedSoftmaxCE", CLASSES, checks=("compile_agreement",))["compile_agreement"]
+def test_compile_agreement_passes_keyword_tensors_and_skips_only_torch_func_without_setup_context(check_function):
+    """A keyword-only tensor reaches both legs (the `compile` check once dropped it), and a
+    Function without setup_context skips the torch.func leg alone, saying why."""
+    spec = "args: {x: {shape: [4, 3]}, weight: {shape: [4, 3], requires_grad: false}}"
+    result = check_function("tests.fns.weighted_by_keyword", spec, checks=("compile_agreement",))["compile_agreement"]
     assert result.status is P, result.detail
+    assert "eager = torch.compile (rel err" in result.detail
     assert "torch.func.vjp skipped: the Function has no setup_context" in result.detail
 
 

@@ -34,6 +34,8 @@ HINT = (
 
 def check_compile_agreement(case: Case) -> Outcome:
     require_differentiable_inputs(case)
+    if case.forward_is_random():
+        raise Skip("forward draws random numbers, which compiled and transformed code draw differently")
     values = case.fresh()
     drawn: list[torch.Tensor] = []
 
@@ -75,11 +77,16 @@ def check_compile_agreement(case: Case) -> Outcome:
 
 def _differentiable_forward(case: Case, positions: list[int]) -> tuple[list[Any], Callable[..., tuple[Any, ...]]]:
     """Fresh inputs, and forward as a function of the differentiable ones returning the
-    differentiable outputs (what torch.compile and torch.func.vjp take)."""
+    differentiable outputs: what torch.compile and torch.func.vjp take. It calls the target
+    directly, with keyword tensors prepared outside, because Case.call's copying (requires_grad_)
+    is refused inside a functorch transform."""
     values = case.fresh()
+    function = case.function()
+    kwargs = {k: v.detach().clone() if isinstance(v, torch.Tensor) else v for k, v in case.kwargs.items()}
 
     def forward(*diff: torch.Tensor) -> tuple[Any, ...]:
-        outs = case.call(case.substitute(values, diff))
+        outs = function(*case.substitute(values, diff), **kwargs)
+        outs = tuple(outs) if isinstance(outs, tuple | list) else (outs,)
         return tuple(outs[p] for p in positions)
 
     return values, forward
