@@ -99,6 +99,7 @@ class CEWithZLossNoneCrash(_CEWithZLoss):
         return _CEWithZLoss.forward(ctx, logits, target)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad_ce: torch.Tensor, grad_z: torch.Tensor) -> tuple[torch.Tensor, None]:
         g_ce, g_z = _ce_z_grads(*ctx.saved_tensors)
         return grad_ce * g_ce + grad_z * g_z, None  # bug: grad_z is None when only ce is used
@@ -113,6 +114,7 @@ class CEWithZLossDropsOnNone(_CEWithZLoss):
         return _CEWithZLoss.forward(ctx, logits, target)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad_ce: torch.Tensor | None, grad_z: torch.Tensor | None) -> tuple[Any, None]:
         if grad_ce is None or grad_z is None:
             return None, None  # bug: the used output's gradient is dropped too
@@ -130,6 +132,7 @@ class PerSampleSquaredErrorUnitGrad(Function):
         return (diff * diff).sum(-1)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         (diff,) = ctx.saved_tensors
         g = 2 * diff * (grad / grad.norm()).unsqueeze(-1)  # bug: "the weights' scale is the optimizer's job"
@@ -209,9 +212,9 @@ class InfoNCEBackwardScalesInPlace(Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = ctx.saved_tensors
         a.data.div_(T)  # bug: when b is a, b is divided too
-        ga, gb = _info_nce_grads(a, b, 1.0)
+        ga, gb = _info_nce_grads(a, b, 1.0)  # ∂/∂(a/T) and ∂/∂b
         a.data.mul_(T)
-        return grad * ga, grad * gb
+        return grad * ga / T, grad * gb
 
 
 # =========================================================================== mutation
@@ -255,6 +258,7 @@ class SoftmaxCEOverwritesSavedProbs(Function):
         return -log_probs.gather(-1, target.unsqueeze(-1)).mean()
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
         probs, target = ctx.saved_tensors
         onehot = torch.zeros_like(probs).scatter_(-1, target.unsqueeze(-1), 1.0)
@@ -270,6 +274,7 @@ class BCEBackwardWritesGradIntoLogits(Function):
         return (torch.nn.functional.softplus(logits) - target * logits).mean()
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
         logits, target = ctx.saved_tensors
         buf = _storage_alias(logits)  # bug: "logits are not needed any more", but they are the caller's
@@ -287,6 +292,7 @@ class SoftplusBackwardScalesSavedSigmoid(Function):
         return torch.nn.functional.softplus(x).mean()
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
         (s,) = ctx.saved_tensors
         _storage_alias(s).mul_(grad_output / s.numel())  # bug: a second backward reads the scaled values
@@ -303,6 +309,7 @@ class MSEOverwritesInputInForward(Function):
         return (diff * diff).mean()
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         (diff,) = ctx.saved_tensors
         g = 2 * grad * diff / diff.numel()
@@ -440,6 +447,7 @@ class LinearCrossEntropyNoCustomBwd(Function):
         return _linear_ce_forward(ctx, hidden, weight, target)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         return _linear_ce_backward(ctx, grad)  # bug: runs outside forward's autocast state
 
@@ -453,6 +461,7 @@ class LinearCrossEntropyCastNoCustomBwd(Function):
         return _linear_ce_forward(ctx, hidden, weight, target)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         return _linear_ce_backward(ctx, grad)  # bug: autocast state is the caller's
 
@@ -469,6 +478,7 @@ class MSEHalfPathForgetsMean(Function):
         return (diff * diff).mean().to(input.dtype)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         (diff,) = ctx.saved_tensors
         scale = 1.0 if ctx.low else 1.0 / diff.numel()  # bug: the low-precision path forgets the mean
