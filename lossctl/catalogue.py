@@ -57,6 +57,14 @@ CATALOGUE: tuple[CheckInfo, ...] = (
         "backward itself returns one gradient per argument, None for non-tensors, matching dtype/shape/device",
     ),
     CheckInfo(
+        "undefined_grad",
+        "a zero grad_output gives finite gradients; with several outputs, an unused (undefined) one counts as zero",
+    ),
+    CheckInfo(
+        "nondiff_outputs",
+        "non-differentiable outputs (counts, indices) are marked so, and backward takes a grad for each output",
+    ),
+    CheckInfo(
         "gradcheck",
         "torch.autograd.gradcheck on float64 copies, with the worst elements named on failure",
         verifies_gradient=True,
@@ -72,10 +80,18 @@ CATALOGUE: tuple[CheckInfo, ...] = (
         "each argument alone requiring grad gets the same gradient (needs_input_grad slot mix-ups)",
     ),
     CheckInfo(
+        "aliased_args",
+        "the same tensor passed for two same-shaped arguments: same outputs, gradient = the two gradients' sum",
+    ),
+    CheckInfo(
         "determinism", "two backward passes on identical inputs agree (catches randomness recomputed in backward)"
     ),
     CheckInfo("grad_output_intact", "backward does not modify grad_output in place"),
     CheckInfo("inplace", "no input or saved tensor is modified in place; names the tensor and the line when one is"),
+    CheckInfo(
+        "mutation",
+        "no raw-pointer write (Triton store, .data) changes a saved tensor, or an input during backward",
+    ),
     CheckInfo("noncontiguous", "non-contiguous inputs and grad_output give the same outputs and gradients"),
     CheckInfo(
         "edge_sizes",
@@ -97,6 +113,10 @@ CATALOGUE: tuple[CheckInfo, ...] = (
         verifies_gradient=True,
     ),
     CheckInfo(
+        "autocast",
+        "under torch.autocast (CPU bfloat16; CUDA float16) forward/backward run and agree with float32",
+    ),
+    CheckInfo(
         "reference",
         "outputs and gradients match the spec's plain `reference:` within 2× its own low-precision error",
         options=(
@@ -113,6 +133,11 @@ CATALOGUE: tuple[CheckInfo, ...] = (
     CheckInfo(
         "compile",
         "forward and backward under torch.compile (aot_eager) equal eager; reports graph breaks (opt-in)",
+        default=False,
+    ),
+    CheckInfo(
+        "compile_agreement",
+        "eager, torch.compile (aot_eager) and torch.func.vjp give the same outputs and gradients (opt-in)",
         default=False,
     ),
 )

@@ -3,10 +3,11 @@ non-finite messages and dtype sweeps. Checks import from here, never from each o
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
 import torch
@@ -14,6 +15,7 @@ from torch.autograd.gradcheck import GradcheckError
 
 from lossctl.case import Case
 from lossctl.checks.base import Skip
+from lossctl.device import seed_device
 from lossctl.diagnose import KINK_HINT, GradMismatch, ScalarFn, compare, is_kink, numerical_gradient, sample_indices
 from lossctl.inputs import derive_seed
 from lossctl.report import Outcome
@@ -331,3 +333,14 @@ def _explain_lines(mismatches: list[GradMismatch], settings: str) -> list[str]:
         for e in m.worst:
             lines.append(f"    {e.describe()}")
     return lines
+
+
+@contextlib.contextmanager
+def same_random_state(case: Case, label: str) -> Iterator[None]:
+    """Run the block from one seeded random state, restoring the caller's. Two forward+backward
+    runs a check compares, each wrapped in it, draw the same numbers in backward too: a backward
+    that draws noise is `determinism`'s finding, not a difference between them."""
+    devices = [case.device.index or 0] if case.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        seed_device(case.device, derive_seed(case.seed, label))
+        yield
