@@ -31,6 +31,10 @@ GROUP_TIMEOUT_MARGIN = 60.0
 """Seconds the process group's own timeout exceeds --timeout, so lossctl reports a hang first."""
 
 
+DEATH_GRACE_S = 1.0
+"""How long a rank's error waits for a peer's death, the likelier cause, to show."""
+
+
 class RankFault(Exception):
     """A rank raised, died or did not answer in time; the message names it and what it did."""
 
@@ -145,6 +149,7 @@ class RankPool:
                     if reply[0] == "setup":
                         raise RankFault(reply[1], reply[3], setup=True, hint=reply[2])
                     if reply[0] == "raised":
+                        self._blame_a_death_first(ranks, i, doing)
                         raise RankFault(
                             f"rank {i} raised {reply[1]} while {doing}" + self._others_note(i, len(ranks)),
                             reply[2],
@@ -172,6 +177,18 @@ class RankPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _blame_a_death_first(self, ranks: Sequence[Any], raiser: int, doing: str) -> None:
+        """A rank that dies takes its connections with it, so its peers raise ("Connection closed
+        by peer") at about the moment it exits. The death is the cause: wait a moment for one
+        before blaming the rank that raised."""
+        others = [j for j in range(len(ranks)) if j != raiser]
+        if not others:
+            return
+        dead = multiprocessing.connection.wait([ranks[j].process.sentinel for j in others], timeout=DEATH_GRACE_S)
+        for j in others:
+            if ranks[j].process.sentinel in dead:
+                raise RankFault(self._death(j, doing))
 
     # ------------------------------------------------------------------ fault messages
 
