@@ -232,6 +232,9 @@ def bench(
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format (table or json).")] = Format.TABLE,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks of cases that raised.")] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Measure the machine's bandwidth and matmul rate again (not cached).")
+    ] = False,
 ) -> None:
     """Time forward, backward and both; memory; speedup against the spec's reference."""
     command = BenchCommand(
@@ -248,6 +251,7 @@ def bench(
         plot=plot,
         format=fmt,
         verbose=verbose,
+        no_cache=no_cache,
     )
     raise typer.Exit(_guarded(lambda: _run_bench(command), verbose))
 
@@ -269,6 +273,7 @@ class BenchCommand:
     plot: Path | None
     format: Format
     verbose: bool
+    no_cache: bool = False
 
 
 def _run_bench(command: BenchCommand) -> ExitCode:
@@ -298,6 +303,7 @@ def _run_bench(command: BenchCommand) -> ExitCode:
         compare=load_saved(str(command.compare)) if command.compare else None,
         compare_name=str(command.compare) if command.compare else None,
         fail_slower=parse_percent(command.fail_slower),
+        remeasure=command.no_cache,
     )
     project = load_config()
     targets = command.targets or tuple(project.spec_paths())
