@@ -68,12 +68,13 @@ class PhaseWork:
 
 
 def tensor_bytes(values: Iterable[Any]) -> int:
-    """Bytes of the tensors among `values`, each storage counted once."""
+    """Bytes of the tensors among `values`, each storage counted once (by its largest view)."""
     seen: dict[tuple[int, str], int] = {}
     for value in values:
         if isinstance(value, torch.Tensor):
             storage = value.untyped_storage()
-            seen[(storage.data_ptr(), str(value.device))] = value.numel() * value.element_size()
+            key = (storage.data_ptr(), str(value.device))
+            seen[key] = max(seen.get(key, 0), value.numel() * value.element_size())
     return sum(seen.values())
 
 
