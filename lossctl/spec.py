@@ -70,6 +70,7 @@ CHECK_IDS = (
     "vmap",
     "low_precision",
     "reference",
+    "device_parity",
     "stability",
     "compile",
 )

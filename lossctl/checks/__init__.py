@@ -14,6 +14,7 @@ def registry() -> tuple[Check, ...]:
         backward,
         compile,
         determinism,
+        device_parity,
         double_backward,
         edge_sizes,
         forward,
@@ -50,6 +51,7 @@ def registry() -> tuple[Check, ...]:
         vmap,
         low_precision,
         reference,
+        device_parity,
         stability,
         compile,
     )
