@@ -503,6 +503,7 @@ def measure(fn: Callable[..., Any], values: list[Any], case: Case, options: Benc
     probe = outputs()
     differentiable = bool(inputs and probe)
     cotangents = case.random_cotangents(probe, "bench") if differentiable else []
+    del probe  # its graph holds what forward saved: at [32768, 128256] that is gigabytes
 
     def forward_backward() -> None:
         # torch.autograd.grad returns gradients instead of accumulating them into .grad, so
