@@ -26,8 +26,9 @@ def test_bundled_configs_give_the_expected_counts(tmp_path):
     shutil.copytree(REPO / "configs", tmp_path / "configs")
     result, counts = run_pytest("--lossctl", "configs", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:]
-    # 5 cases × 18 default checks: 71 pass, 19 skip (the same as `lossctl check configs/`).
-    assert counts == {"passed": 71, "skipped": 19}
+    # 7 cases × 19 default checks: 101 pass, 32 skip (the same as `lossctl check configs/`;
+    # device_parity skips on the CPU).
+    assert counts == {"passed": 101, "skipped": 32}
 
 
 def test_failures_carry_the_diagnosis(tmp_path):
@@ -51,7 +52,7 @@ def test_off_by_default_and_other_yaml_left_alone(tmp_path):
     assert "no tests ran" in result.stdout
     (tmp_path / "pytest.ini").write_text("[pytest]\nlossctl = true\n")
     _, counts = run_pytest("configs", cwd=tmp_path)
-    assert counts == {"passed": 71, "skipped": 19}
+    assert counts == {"passed": 101, "skipped": 32}
 
 
 def test_invalid_spec_is_one_failing_item(tmp_path):
