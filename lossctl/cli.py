@@ -228,7 +228,8 @@ def bench(
         ),
     ] = None,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write time and memory vs size to a PNG (needs lossctl[plot]).")
+        Path | None,
+        typer.Option("--plot", help="Write time, memory and % of roofline vs size to a PNG (needs lossctl[plot])."),
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format (table or json).")] = Format.TABLE,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks of cases that raised.")] = False,

@@ -83,6 +83,22 @@ def test_parity_comparison_fails_a_kernel_that_is_off_outside_float64():
     assert "tail of the input" in outcome.hint
 
 
+class RandomlyWeighted(torch.nn.Module):
+    """Parameters drawn at construction: the CPU twin must reuse them, not draw its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(40))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.weight * x * x).sum()
+
+
+def test_parity_comparison_reuses_a_modules_parameters():
+    outcome = compare_with_cpu_float64(case_of("RandomlyWeighted"))
+    assert outcome.status is Status.PASSED, outcome.detail
+
+
 # --------------------------------------------------------------------------- atomics
 
 

@@ -9,6 +9,7 @@ and the same seeded grad_output. Skipped on the CPU, where there is nothing to c
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -55,7 +56,9 @@ def compare_with_cpu_float64(case: Case) -> Outcome:
     inputs = [values[i] for i in case.diff_indices]
     grads = torch.autograd.grad(outputs, inputs, cotangents, allow_unused=True) if inputs else ()
 
-    twin = case.target.make_callable(case.spec.module_kwargs, device=CPU, dtype=torch.float64)
+    twin = case.function()
+    if isinstance(twin, torch.nn.Module):  # a copy, so its parameters are the ones the device run used
+        twin = copy.deepcopy(twin).to(device=CPU, dtype=torch.float64)
     cpu_values = [_to_cpu_float64(v) for v in values]
     cpu_kwargs = {k: _to_cpu_float64(v) for k, v in case.kwargs.items()}
     result = twin(*cpu_values, **cpu_kwargs)
