@@ -525,17 +525,20 @@ def measure(fn: Callable[..., Any], values: list[Any], case: Case, options: Benc
     saved, extra = _saved_bytes(outputs, inputs, values)
     try:
         work = measure_work(outputs, [*values, *kwargs.values()], inputs if differentiable else [], cotangents)
-    except RuntimeError:
-        work = None  # a backward that cannot run under the FLOP counter's dispatch mode
+    except Exception:  # code that cannot run under the FLOP counter's dispatch mode: no figures, no failure
+        work = None
     return Subject(fwd, bwd, fwd_bwd, peak, method, saved, extra, work)
 
 
 def _time(work: Callable[[], None], device: torch.device, options: BenchOptions, threads: int) -> Timing:
     _warm_up(work, device, budget_s=min(1.0, 5 * options.min_time))
     timer = Timer(stmt="work()", globals={"work": work}, num_threads=threads)
-    measurement = timer.adaptive_autorange(
-        threshold=NOISY, min_run_time=options.min_time, max_run_time=options.max_time
-    )
+    # Timer synchronizes the *current* CUDA device around each block: make it the one timed (cuda:1).
+    current = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+    with current:
+        measurement = timer.adaptive_autorange(
+            threshold=NOISY, min_run_time=options.min_time, max_run_time=options.max_time
+        )
     return Timing(times=tuple(measurement.times), number_per_run=int(measurement.number_per_run))
 
 

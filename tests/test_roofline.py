@@ -146,7 +146,7 @@ def test_bench_table_and_json_show_the_limit_for_every_case(run_cli, limits_cach
     assert result.exit_code == 0, result.output
     assert "against the machine's limit: % of roofline" in result.stdout
     assert "CrossEntropyLoss[N=4]" in result.stdout.split("against the machine's limit")[1]
-    assert f"cached in {limits_cache / 'lossctl' / 'limits.json'}" in result.stdout
+    assert "cached in" in result.stdout and str(limits_cache / "lossctl" / "limits.json") in result.stdout
     assert (limits_cache / "lossctl" / "limits.json").exists()
     as_json = run_cli("bench", "configs/cross_entropy.yaml", "--dims", "N=4", *MIN_TIME, "--format", "json")
     data = json.loads(as_json.stdout)
