@@ -119,7 +119,7 @@ def test_the_broken_copies_fail_on_the_intended_checks(run_cli):
 def test_bench_prints_the_memory_saving_against_the_reference():
     (spec,) = load_spec_file(REPO / "configs" / "linear_ce.yaml")
     options = BenchOptions(
-        device="cpu", dims={"N": (64,), "V": (128,)}, min_time=0.01, max_time=0.05, threads=1, roofline=False
+        device="cpu", dims={"N": (64,), "V": (128,)}, min_time=0.005, max_time=0.02, threads=1, roofline=False
     )
     report = run_bench([Job(spec)], options)
     (case,) = report.cases

@@ -141,15 +141,17 @@ def test_bench_reports_rates_and_percent_of_roofline(tmp_path, small_measurement
     assert data["limits"]["matmul"]["float32"] == report.limits.matmul["float32"]
 
 
-def test_bench_table_and_json_show_the_limit_for_every_case(run_cli, limits_cache):
-    result = run_cli("bench", "configs/cross_entropy.yaml", "--dims", "N=4,16", *MIN_TIME)
+def test_bench_table_and_json_show_the_limit_for_every_case(run_cli, limits_cache, small_measurements, tmp_path):
+    saved = tmp_path / "run.json"
+    result = run_cli("bench", "configs/cross_entropy.yaml", "--dims", "N=4,16", *MIN_TIME, "--save", str(saved))
     assert result.exit_code == 0, result.output
     assert "against the machine's limit: % of roofline" in result.stdout
-    assert "CrossEntropyLoss[N=4]" in result.stdout.split("against the machine's limit")[1]
+    below = result.stdout.split("against the machine's limit")[1]
+    assert "CrossEntropyLoss[N=4]" in below and "CrossEntropyLoss[N=16]" in below
     assert "cached in" in result.stdout and str(limits_cache / "lossctl" / "limits.json") in result.stdout
     assert (limits_cache / "lossctl" / "limits.json").exists()
-    as_json = run_cli("bench", "configs/cross_entropy.yaml", "--dims", "N=4", *MIN_TIME, "--format", "json")
-    data = json.loads(as_json.stdout)
+    data = json.loads(saved.read_text())
+    assert len(data["cases"]) == 2
     for case in data["cases"]:
         for who in ("function", "reference"):
             fb = case["roofline"][who]["forward_backward"]
