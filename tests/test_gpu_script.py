@@ -32,9 +32,17 @@ def test_dry_run_lists_the_issue_sizes_on_cuda_within_five_minutes():
     assert (
         "benchmarks/linear_ce.yaml --device cuda --dtype bfloat16 --dims N=8192 --dims D=4096 --dims V=128256" in text
     )
-    assert "configs/cross_entropy.yaml --device cuda --dtype bfloat16 --dims N=32768 --dims C=128256" in text
+    assert "benchmarks/cross_entropy_large.yaml --device cuda --min-time" in text
     limits = [int(line.split("(limit ")[1].split("s)")[0]) for line in steps]
     assert sum(limits) < 300
+
+
+def test_the_large_cross_entropy_spec_has_the_issue_size():
+    from lossctl.spec import load_spec_file
+
+    (spec,) = load_spec_file(REPO / "benchmarks" / "cross_entropy_large.yaml")
+    assert dict(spec.dims) == {"N": (32768,), "C": (128256,)}
+    assert spec.args["logits"].dtype == "bfloat16"
 
 
 def test_device_and_small_switch_every_step():
