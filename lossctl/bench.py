@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ from lossctl.errors import UsageError
 from lossctl.inputs import torch_dtype
 from lossctl.loader import describe_exception, format_user_traceback
 from lossctl.report import Environment
+from lossctl.roofline import Figures, Limits, PhaseWork, figures, least_work, machine_limits, measure_work
 from lossctl.spec import FLOAT_DTYPES, Spec, sweep
 from lossctl.suite import Job
 
@@ -89,13 +91,22 @@ class Subject:
     """Bytes of the tensors saved for backward (distinct storages), inputs included."""
     saved_extra_bytes: int | None
     """The same, without the inputs' own storage."""
+    work: PhaseWork | None = None
+    """Bytes and FLOPs per call of each phase (None when they could not be counted)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("forward", "backward", "forward_backward"):
             timing = getattr(self, key)
             data[key] = None if timing is None else timing.to_dict()
+        data["work"] = None if self.work is None else self.work.to_dict()
         return data
+
+    def medians(self) -> dict[str, float | None]:
+        return {
+            key: None if getattr(self, key) is None else getattr(self, key).median
+            for key in ("forward", "backward", "forward_backward")
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Subject:
@@ -109,6 +120,7 @@ class Subject:
             peak_method=data.get("peak_method", ""),
             saved_bytes=data.get("saved_bytes"),
             saved_extra_bytes=data.get("saved_extra_bytes"),
+            work=PhaseWork.from_dict(data["work"]) if data.get("work") else None,
         )
 
 
@@ -158,6 +170,19 @@ class BenchCase:
         if mine is None or not theirs:
             return None
         return mine / theirs
+
+    def against(self, limits: Limits | None) -> dict[str, dict[str, Figures]]:
+        """Per callable (`function`, `reference`) and phase: achieved rates and % of roofline."""
+        if limits is None:
+            return {}
+        mine = self.function_result.work if self.function_result else None
+        theirs = self.reference.work if self.reference else None
+        least = least_work(mine, theirs)
+        result: dict[str, dict[str, Figures]] = {}
+        for who, subject in (("function", self.function_result), ("reference", self.reference)):
+            if subject is not None and subject.work is not None and least is not None:
+                result[who] = figures(subject.medians(), subject.work, least, limits, self.dtype)
+        return result
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -251,6 +276,8 @@ class BenchReport:
     fingerprint_differences: tuple[str, ...] = ()
     interrupted: bool = False
     """Ctrl-C stopped the run: `cases` holds those that finished."""
+    limits: Limits | None = None
+    """The machine's measured bandwidth and matmul rates; None when not measured."""
 
     @property
     def regressions(self) -> list[Comparison]:
@@ -264,13 +291,18 @@ class BenchReport:
         return {
             "schema_version": SCHEMA_VERSION,
             "fingerprint": asdict(self.fingerprint),
-            "cases": [c.to_dict() for c in self.cases],
+            "cases": [{**c.to_dict(), "roofline": _figures_dict(c.against(self.limits))} for c in self.cases],
             "scaling": dict(self.scaling),
             "comparisons": [c.to_dict() for c in self.comparisons],
             "compared_with": self.compared_with,
             "fingerprint_differences": list(self.fingerprint_differences),
             "interrupted": self.interrupted,
+            "limits": None if self.limits is None else self.limits.to_dict(),
         }
+
+
+def _figures_dict(by_subject: Mapping[str, Mapping[str, Figures]]) -> dict[str, Any]:
+    return {who: {phase: f.to_dict() for phase, f in phases.items()} for who, phases in by_subject.items()}
 
 
 @dataclass(frozen=True)
@@ -289,6 +321,12 @@ class BenchOptions:
     """A saved report (parsed JSON) to compare with."""
     compare_name: str | None = None
     fail_slower: float | None = None
+    roofline: bool = True
+    """Measure the machine's limits (or read them from the cache) for % of roofline."""
+    limits_cache: Path | None = None
+    """Folder of the limits cache; None: $XDG_CACHE_HOME/lossctl or ~/.cache/lossctl."""
+    remeasure: bool = False
+    """Measure the limits afresh instead of reading the cache (the cache is then updated)."""
 
 
 # --------------------------------------------------------------------------- running
@@ -353,7 +391,30 @@ def run_bench(jobs: Sequence[Job], options: BenchOptions, on_progress: OnProgres
         compared_with=options.compare_name,
         fingerprint_differences=differences,
         interrupted=interrupted,
+        limits=_limits(results, device, threads, options) if options.roofline else None,
     )
+
+
+def _limits(cases: Sequence[BenchCase], device: torch.device, threads: int, options: BenchOptions) -> Limits | None:
+    """The machine's limits for the dtypes that did matrix work, at the benchmark's thread count."""
+    subjects = [s for c in cases for s in (c.function_result, c.reference) if s is not None and s.work is not None]
+    if not subjects:
+        return None
+    dtypes = {c.dtype for c in cases for s in (c.function_result, c.reference) if s and s.work and _has_flops(s.work)}
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return machine_limits(
+            device, dtypes, threads=threads, cache_dir=options.limits_cache, refresh=options.remeasure
+        )
+    except RuntimeError:  # out of memory for the copy, a dtype without matmul on this device
+        return None
+    finally:
+        torch.set_num_threads(before)
+
+
+def _has_flops(work: PhaseWork) -> bool:
+    return any(w is not None and w.flops > 0 for w in (work.forward, work.backward, work.forward_backward))
 
 
 def setup_failure(job: Job, failure: Any) -> BenchCase:
@@ -453,6 +514,7 @@ def measure(fn: Callable[..., Any], values: list[Any], case: Case, options: Benc
     probe = outputs()
     differentiable = bool(inputs and probe)
     cotangents = case.random_cotangents(probe, "bench") if differentiable else []
+    del probe  # its graph holds what forward saved: at [32768, 128256] that is gigabytes
 
     def forward_backward() -> None:
         # torch.autograd.grad returns gradients instead of accumulating them into .grad, so
@@ -472,20 +534,29 @@ def measure(fn: Callable[..., Any], values: list[Any], case: Case, options: Benc
         bwd = None  # the backward frees what it saved: it cannot run twice on one graph
     peak, method = _peak_memory(forward_backward if differentiable else forward, device)
     saved, extra = _saved_bytes(outputs, inputs, values)
-    return Subject(fwd, bwd, fwd_bwd, peak, method, saved, extra)
+    try:
+        work = measure_work(outputs, [*values, *kwargs.values()], inputs if differentiable else [], cotangents)
+    except Exception:  # code that cannot run under the FLOP counter's dispatch mode: no figures, no failure
+        work = None
+    return Subject(fwd, bwd, fwd_bwd, peak, method, saved, extra, work)
 
 
 def _time(work: Callable[[], None], device: torch.device, options: BenchOptions, threads: int) -> Timing:
     _warm_up(work, device, budget_s=min(1.0, 5 * options.min_time))
     timer = Timer(stmt="work()", globals={"work": work}, num_threads=threads)
-    measurement = timer.adaptive_autorange(
-        threshold=NOISY, min_run_time=options.min_time, max_run_time=options.max_time
-    )
+    # Timer synchronizes the *current* CUDA device around each block: make it the one timed (cuda:1).
+    current = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+    with current:
+        measurement = timer.adaptive_autorange(
+            threshold=NOISY, min_run_time=options.min_time, max_run_time=options.max_time
+        )
     return Timing(times=tuple(measurement.times), number_per_run=int(measurement.number_per_run))
 
 
 def _warm_up(work: Callable[[], None], device: torch.device, *, budget_s: float = 1.0, max_calls: int = 50) -> None:
-    """Call until three consecutive calls agree within 10% (caches, allocator, lazy init)."""
+    """Call until three consecutive calls agree within 10% (caches, allocator, lazy init), and
+    at least three times whatever the budget: a first call that autotunes (a Triton kernel,
+    cuBLAS heuristics) may alone outlast the budget."""
     from lossctl.device import synchronize
 
     recent: list[float] = []
@@ -498,7 +569,7 @@ def _warm_up(work: Callable[[], None], device: torch.device, *, budget_s: float 
         recent = [*recent, time.perf_counter() - start][-3:]
         if len(recent) == 3 and max(recent) <= 1.1 * min(recent):
             return
-        if time.perf_counter() > deadline:
+        if time.perf_counter() > deadline and len(recent) == 3:
             return
 
 

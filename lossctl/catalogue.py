@@ -126,6 +126,10 @@ CATALOGUE: tuple[CheckInfo, ...] = (
         verifies_gradient=True,
     ),
     CheckInfo(
+        "device_parity",
+        "on a GPU: outputs and gradients equal the CPU float64 result within the dtype's tolerance",
+    ),
+    CheckInfo(
         "stability",
         "inputs scaled to large and small magnitude still give finite outputs and gradients",
         options=(Option(EXCLUDE_ARGS, OptionKind.ARGS, "arguments never scaled"),),

@@ -242,12 +242,16 @@ def bench(
         ),
     ] = None,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write time and memory vs size to a PNG (needs lossctl[plot]).")
+        Path | None,
+        typer.Option("--plot", help="Write time, memory and % of roofline vs size to a PNG (needs lossctl[plot])."),
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format (table or json).")] = Format.TABLE,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks of cases that raised.")] = False,
     allow_large: Annotated[
         bool, typer.Option("--allow-large", help="Run specs whose inputs need more than 1 GiB per case.")
+    ] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Measure the machine's bandwidth and matmul rate again (not cached).")
     ] = False,
 ) -> None:
     """Time forward, backward and both; memory; speedup against the spec's reference."""
@@ -266,6 +270,7 @@ def bench(
         format=fmt,
         verbose=verbose,
         allow_large=allow_large,
+        no_cache=no_cache,
     )
     raise typer.Exit(_guarded(lambda: _run_bench(command), verbose))
 
@@ -288,6 +293,7 @@ class BenchCommand:
     format: Format
     verbose: bool
     allow_large: bool = False
+    no_cache: bool = False
 
 
 def _run_bench(command: BenchCommand) -> ExitCode:
@@ -331,6 +337,7 @@ def _run_bench(command: BenchCommand) -> ExitCode:
         compare=load_saved(str(command.compare)) if command.compare else None,
         compare_name=str(command.compare) if command.compare else None,
         fail_slower=parse_percent(command.fail_slower),
+        remeasure=command.no_cache,
     )
     targets = command.targets or settings.spec_paths
     jobs = collect(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import torch
@@ -78,3 +79,30 @@ def seed_device(device: torch.device, seed: int) -> None:
         torch.cuda.manual_seed(seed)
     elif device.type == "mps":
         torch.mps.manual_seed(seed)
+
+
+_MISMATCH = (
+    re.compile(
+        r"Expected all tensors to be on the same device, but (?:found at least two devices, (\S+) and (\S+)!"
+        r"|got .* is on (\S+), different from other tensors on (\S+))"
+    ),
+    re.compile(r"Tensor on device (\S+) is not on the expected device (\S+?)!"),
+)
+
+
+def mismatch_hint(message: str) -> str | None:
+    """For torch's "tensors on different devices" errors (both wordings torch has used, and the
+    meta device's): the likely cause in the user's terms, else None."""
+    for pattern in _MISMATCH:
+        match = pattern.search(message)
+        if match:
+            devices = sorted({d.rstrip("!,.") for d in match.groups() if d})
+            where = " and ".join(devices)
+            if "cpu" not in devices:
+                return f"tensors on {where} meet in one op: a device hard-coded inside the Function (cuda:0)?"
+            return (
+                f"tensors on {where} meet in one op: a tensor created inside the Function without device= "
+                "(torch.eye(n), torch.zeros(...), torch.tensor(...)) is on the CPU — create it on the "
+                "inputs' device, e.g. torch.eye(n, device=x.device, dtype=x.dtype)"
+            )
+    return None

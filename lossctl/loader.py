@@ -229,7 +229,10 @@ def format_user_traceback(exc: BaseException) -> str:
 
 def describe_exception(error: BaseException) -> str:
     """`Type: message (at file.py:12 in fn)`, locating the innermost frame outside torch and lossctl.
-    Allocation failures are named as running out of memory."""
+    Allocation failures are named as running out of memory; tensors on two devices get their
+    likely cause."""
+    from lossctl.device import mismatch_hint  # imports torch, which loading a spec does not need
+
     message = str(error).strip().splitlines()[0] if str(error).strip() else ""
     oom = type(error).__name__ == "OutOfMemoryError" or "can't allocate memory" in message or "out of memory" in message
     if oom and "] err == 0. " in message:
@@ -238,7 +241,8 @@ def describe_exception(error: BaseException) -> str:
     if oom:
         text = f"out of memory — {text}"
     where = _user_frame(error)
-    return f"{text} (at {where})" if where else text
+    text = f"{text} (at {where})" if where else text
+    return f"{text} — {hint}" if (hint := mismatch_hint(message)) else text
 
 
 def _user_frame(error: BaseException) -> str | None:

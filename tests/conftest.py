@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +14,22 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Fixed width and no colour, so rich output is stable across terminals.
 CLI_ENV = {"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb", "LOSSCTL_DEBUG": ""}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def limits_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """bench's measured machine limits go to a temporary cache (measured once per session), never
+    the user's ~/.cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("cache")
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
 
 
 @dataclass

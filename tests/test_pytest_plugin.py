@@ -26,9 +26,9 @@ def test_bundled_configs_give_the_expected_counts(tmp_path):
     shutil.copytree(REPO / "configs", tmp_path / "configs")
     result, counts = run_pytest("--lossctl", "configs", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:]
-    # 5 cases × (23 default checks + `verified`): 92 pass, 35 skip (as `lossctl check configs/*.yaml`),
+    # 7 cases × (24 default checks + `verified`): 130 pass, 52 skip (as `lossctl check configs/*.yaml`),
     # and one skipped item per distributed spec under configs/distributed/ (7).
-    assert counts == {"passed": 92, "skipped": 35}
+    assert counts == {"passed": 130, "skipped": 52}
 
 
 def test_failures_carry_the_diagnosis(tmp_path):
@@ -52,7 +52,7 @@ def test_off_by_default_and_other_yaml_left_alone(tmp_path):
     assert "no tests ran" in result.stdout
     (tmp_path / "pytest.ini").write_text("[pytest]\nlossctl = true\n")
     _, counts = run_pytest("configs", cwd=tmp_path)
-    assert counts == {"passed": 92, "skipped": 35}
+    assert counts == {"passed": 130, "skipped": 52}
 
 
 def test_invalid_spec_is_one_failing_item(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from lossctl.atomics import atomics_outcome
 from lossctl.case import Case, differentiable_outputs
 from lossctl.checks.base import Check
 from lossctl.checks.common import require_differentiable_inputs
@@ -65,6 +66,10 @@ def check_determinism(case: Case) -> Outcome:
                 "mask, noise) instead of saving it with ctx.save_for_backward",
                 data=data,
             )
+        if case.device.type == "cuda":  # atomics sum in a varying order there: say so, not "wrong"
+            found = atomics_outcome(case.device, lambda: run(None)[1], grad_a, grad_b, grad_diff, data, _max_diff)
+            if found is not None:
+                return found
         return Outcome.failed(
             f"two backward passes on identical inputs differ (max diff {grad_diff:.3g}, {mode})",
             hint="a nondeterministic backward (atomics, scatter_add, uninitialised memory with torch.empty)? "

@@ -1,6 +1,7 @@
 """Deliberately wrong Functions: each has one realistic backward bug for lossctl to catch.
 
 lossctl check lossctl.examples.broken.ClippedGradMSELoss   # fails `linearity`
+lossctl check tests/specs/linear_ce_broken.yaml            # two broken linear+cross-entropy copies
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from typing import Any
 
 import torch
 from torch.autograd import Function
+from torch.autograd.function import once_differentiable
+
+from lossctl.examples.linear_ce import LinearCrossEntropy, LinearCrossEntropyIgnoring, with_ignored_rows
 
 
 class _MSE(Function):
@@ -88,3 +92,52 @@ class RaisingLoss(_MSE):
         (diff,) = ctx.saved_tensors
         grad = grad_output * 2 * diff / diff.numel()
         return grad, -grad.tranpose(0, 1)  # type: ignore[attr-defined]
+
+
+class LinearCrossEntropyTailDropped(LinearCrossEntropyIgnoring):
+    """Backward walks whole chunks only: when N is not a multiple of chunk_size the last rows
+    get no gradient for `hidden` and add nothing to `weight`'s (forward is right)."""
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        hidden, weight, safe_target, valid, lse = ctx.saved_tensors
+        scale = grad_output.to(lse.dtype) / valid.sum()
+        grad_hidden = torch.zeros_like(hidden)
+        grad_weight = torch.zeros_like(weight)
+        whole = hidden.shape[0] - hidden.shape[0] % ctx.chunk_size
+        for start in range(0, whole, ctx.chunk_size):
+            rows = slice(start, start + ctx.chunk_size)
+            h = hidden[rows]
+            grad_logits = ((h @ weight.T).to(lse.dtype) - lse[rows].unsqueeze(-1)).exp()
+            grad_logits.scatter_add_(-1, safe_target[rows].unsqueeze(-1), -torch.ones_like(lse[rows]).unsqueeze(-1))
+            grad_logits = (grad_logits * (valid[rows] * scale).unsqueeze(-1)).to(hidden.dtype)
+            grad_hidden[rows] = grad_logits @ weight
+            grad_weight += grad_logits.T @ h
+        return grad_hidden, grad_weight, None, None, None, None
+
+
+class LinearCrossEntropyMeanOverAllRows(LinearCrossEntropyIgnoring):
+    """Averages over all N rows, ignored ones included (sum / N instead of sum / rows kept):
+    consistent with its own backward, so gradcheck passes; only a reference catches it."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        target: torch.Tensor,
+        ignore_every: int = 4,
+        ignore_index: int = -100,
+        chunk_size: int = 1024,
+    ) -> torch.Tensor:
+        loss = LinearCrossEntropyIgnoring.forward(ctx, hidden, weight, target, ignore_every, ignore_index, chunk_size)
+        kept = (with_ignored_rows(target, ignore_every, ignore_index) != ignore_index).sum()
+        ctx.rescale = kept / hidden.shape[0]
+        return loss * ctx.rescale
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        grads = LinearCrossEntropy.backward.__wrapped__(ctx, grad_output * ctx.rescale)
+        return (*grads, None)

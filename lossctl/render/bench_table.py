@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lossctl.bench import BenchReport, Timing
+from lossctl.render.roofline_table import roofline_table
 
 
 def fmt_time(timing: Timing | None, *, spread: bool = False) -> Text:
@@ -96,6 +97,8 @@ def render(report: BenchReport, *, verbose: bool = False, **_: Any) -> Renderabl
     for spec, k in report.scaling.items():
         notes.append(f"{spec}: time ∝ elements^{k:.2f} over the sweep")
     parts.extend(Text(note, style="dim") for note in notes)
+    if (against_limit := roofline_table(report)) is not None:
+        parts.append(against_limit)
     if report.compared_with is not None:
         parts.append(comparison_table(report))
     fp = report.fingerprint

@@ -1,4 +1,5 @@
-"""`lossctl bench --plot FILE.png`: time and memory against size, Function vs reference (matplotlib)."""
+"""`lossctl bench --plot FILE.png`: time, memory and % of roofline against size, Function vs
+reference (matplotlib)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def write_plot(report: BenchReport, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax_time, ax_mem, ax_roof) = plt.subplots(1, 3, figsize=(15, 4.2))
     by_spec: dict[str, list] = {}
     for case in report.cases:
         if case.function_result is not None and not case.error:
@@ -31,7 +32,10 @@ def write_plot(report: BenchReport, path: Path) -> None:
     for label, cases in by_spec.items():
         cases.sort(key=lambda c: c.elements)
         sizes = [c.elements for c in cases]
-        for who, pick, style in (("", lambda c: c.function_result, "-o"), (" ref", lambda c: c.reference, "--s")):
+        for who, pick, style, key in (
+            ("", lambda c: c.function_result, "-o", "function"),
+            (" ref", lambda c: c.reference, "--s", "reference"),
+        ):
             subjects = [pick(c) for c in cases]
             if not all(subjects):
                 continue
@@ -40,9 +44,18 @@ def write_plot(report: BenchReport, path: Path) -> None:
             mems = [s.peak_bytes for s in subjects]
             if all(m is not None for m in mems):
                 ax_mem.plot(sizes, [m / 2**20 for m in mems], style, label=f"{label}{who}")
-    for ax, ylabel in ((ax_time, "forward+backward, ms (median)"), (ax_mem, "peak memory above inputs, MiB")):
+            fractions = [_fraction(c.against(report.limits).get(key, {})) for c in cases]
+            if all(f is not None for f in fractions):
+                ax_roof.plot(sizes, [100 * f for f in fractions], style, label=f"{label}{who}")
+    axes = (
+        (ax_time, "forward+backward, ms (median)"),
+        (ax_mem, "peak memory above inputs, MiB"),
+        (ax_roof, "forward+backward, % of roofline"),
+    )
+    for ax, ylabel in axes:
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        if ax is not ax_roof:
+            ax.set_yscale("log")
         ax.set_xlabel("elements in the inputs")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
@@ -57,3 +70,8 @@ def write_plot(report: BenchReport, path: Path) -> None:
         raise UsageError(f"--plot: cannot write {path} ({error})") from None
     finally:
         plt.close(fig)
+
+
+def _fraction(phases: dict) -> float | None:
+    figures = phases.get("forward_backward") or phases.get("forward")
+    return None if figures is None else figures.fraction
