@@ -71,6 +71,11 @@ class CheckCommand:
     changed_since: str | None
     shard: str | None
     config: Path | None
+    quiet: bool = False
+    exitfirst: bool = False
+    keyword: str | None = None
+    last_failed: bool = False
+    threads: int | None = None
 
 
 def _parse_jobs(text: str) -> int:
@@ -176,6 +181,27 @@ def check(
         Path | None,
         typer.Option("--config", help="Project config (default: ./lossctl.yaml or pyproject.toml [tool.lossctl])."),
     ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only the failures and the totals line.", metavar="")
+    ] = False,
+    exitfirst: Annotated[
+        bool, typer.Option("--exitfirst", "-x", help="Stop after the first case that fails.", metavar="")
+    ] = False,
+    keyword: Annotated[
+        str | None,
+        typer.Option("-k", help="Only cases whose name matches: substrings with and/or/not, e.g. 'CE and not N=1'."),
+    ] = None,
+    last_failed: Annotated[
+        bool,
+        typer.Option("--lf", "--last-failed", help="Only the cases that failed last run (all if none).", metavar=""),
+    ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            help="Intra-op threads per case. [default: 1 per case, a worker's share of the cores from 2^18 elements]",
+        ),
+    ] = None,
 ) -> None:
     """Check forward, backward and gradients of Functions, from specs or by dotted path."""
     command = CheckCommand(
@@ -193,6 +219,11 @@ def check(
         changed_since=changed_since,
         shard=shard,
         config=config,
+        quiet=quiet,
+        exitfirst=exitfirst,
+        keyword=keyword,
+        last_failed=last_failed,
+        threads=threads,
     )
     raise typer.Exit(_guarded(lambda: _run_check(command), verbose))
 
@@ -373,9 +404,10 @@ def _quiet_torch_warnings() -> None:
 def _run_check(command: CheckCommand) -> ExitCode:
     _quiet_torch_warnings()
     from lossctl.config import load_config
-    from lossctl.errors import UsageError
+    from lossctl.errors import SpecError, UsageError
     from lossctl.render.outputs import plan_outputs, write_outputs
     from lossctl.runner import RunOptions, run_checks
+    from lossctl.selection import count_invalid, invalid_spec_results, read_last_failed, update_last_failed
     from lossctl.suite import collect, filter_changed
 
     project = load_config(explicit=command.config)
@@ -383,42 +415,78 @@ def _run_check(command: CheckCommand) -> ExitCode:
     timeout = command.timeout if command.timeout is not None else (project.timeout or 300.0)
     if timeout <= 0:
         raise UsageError("--timeout must be positive")
+    if command.threads is not None and command.threads < 1:
+        raise UsageError("--threads must be 1 or more")
+    if command.keyword is not None:
+        from lossctl.selection import keyword_matcher
+
+        keyword_matcher(command.keyword)  # a malformed expression is an error before anything runs
+    err = Console(stderr=True)
+    only = None
+    if command.last_failed:
+        last = read_last_failed(project.root)
+        if last:
+            only = frozenset(last)
+        else:
+            err.print("--lf: no failures recorded, running everything")
+    jobs_flag = command.jobs or project.jobs
     options = RunOptions(
         device=command.device or project.device or "auto",
         seed=command.seed,
         checks=_split(command.checks) or None,
         skip=tuple(dict.fromkeys((*project.skip, *_split(command.skip)))),
         base_checks=project.checks,
-        jobs=_parse_jobs(command.jobs or project.jobs or "1"),
+        jobs=_parse_jobs(jobs_flag or "1"),
         timeout=timeout,
         shard=_parse_shard(command.shard) if command.shard else None,
+        threads=command.threads,
+        keyword=command.keyword,
+        only=only,
+        exitfirst=command.exitfirst,
+        isolate_single=jobs_flag is not None,  # one case needs no worker unless asked for
     )
     targets = command.targets or tuple(project.spec_paths())
+    invalid: list[SpecError] = []
     jobs = collect(
-        targets, configs_dir=project.root / "configs", tolerance=project.tolerance, explicit=bool(command.targets)
+        targets,
+        configs_dir=project.root / "configs",
+        tolerance=project.tolerance,
+        explicit=bool(command.targets),
+        invalid=invalid,
     )
-    err = Console(stderr=True)
     if command.changed_since is not None:
         jobs = filter_changed(jobs, command.changed_since)
-        if not jobs:
+        if not jobs and not invalid:
             err.print(f"nothing to check: no spec or Function changed since {command.changed_since}")
             return ExitCode.OK
     if plan.stdout is Format.TABLE and err.is_terminal:
         with err.status("checking…") as status:
-            report = run_checks(jobs, options, lambda case, result: status.update(f"{case} · {result.check}"))
+            done: set[str] = set()
+
+            def progress(case: str, result: object) -> None:
+                done.add(case)
+                status.update(f"checking… {len(done)} case{'s' * (len(done) != 1)} · {case} · {result.check}")  # type: ignore[attr-defined]
+
+            report = run_checks(jobs, options, progress)
     elif plan.stdout is Format.TABLE:
         report = run_checks(jobs, options)
     else:
         # The report on stdout must stay parseable: what the user's code prints goes to stderr.
         with contextlib.redirect_stdout(sys.stderr):
             report = run_checks(jobs, options)
+    if invalid:
+        from dataclasses import replace
+
+        report = replace(report, cases=invalid_spec_results(invalid, report.environment.device) + report.cases)
     if report.interrupted and not report.cases:
         err.print("[yellow]interrupted before any case finished[/]")
         return ExitCode.INTERRUPTED
     if not report.cases:
-        err.print("nothing to check: this shard holds no case" if options.shard else "nothing to check")
-        return ExitCode.OK
-    write_outputs(report, plan, verbose=command.verbose, console=Console(), err=err)
+        why = "this shard holds no case" if options.shard else ("no case matches -k" if command.keyword else "")
+        err.print(f"nothing to check: {why}" if why else "nothing to check")
+    write_outputs(report, plan, verbose=command.verbose, quiet=command.quiet, console=Console(), err=err)
+    if report.cases and not command.shard:
+        update_last_failed(project.root, report)
     if command.repro is not None and not report.ok:
         from lossctl.repro import write_repro_scripts
 
@@ -427,7 +495,9 @@ def _run_check(command: CheckCommand) -> ExitCode:
     if report.interrupted:
         err.print("[yellow]interrupted: the report above holds the cases that finished[/]")
         return ExitCode.INTERRUPTED
-    if not report.anything_ran:
+    if not report.cases:
+        return ExitCode.OK
+    if count_invalid(report) or not report.anything_ran:
         return ExitCode.USAGE
     return ExitCode.OK if report.ok else ExitCode.CHECK_FAILED
 

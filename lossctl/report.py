@@ -133,6 +133,8 @@ SETUP = "setup"
 """The pseudo-check that reports a case that could not be set up (load, bind, build)."""
 RUN = "run"
 """The pseudo-check that reports a case whose worker process crashed, hung or was killed."""
+INVALID_SPEC = "spec"
+"""The pseudo-check that reports a spec file that is not valid (the other specs still run)."""
 
 
 def _plain(value: Any) -> Any:

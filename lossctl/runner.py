@@ -16,9 +16,11 @@ from lossctl.errors import LossctlError
 from lossctl.inputs import derive_seed
 from lossctl.loader import describe_exception, format_user_traceback, load_object
 from lossctl.report import RUN, SETUP, CaseResult, CheckResult, Environment, Outcome, Report, Status
+from lossctl.selection import select_tasks
 from lossctl.spec import CasePoint, Spec, sweep, with_default_args
 from lossctl.suite import Job
 from lossctl.target import Target, classify
+from lossctl.threads import case_threads
 
 OnResult = Callable[[str, CheckResult], None]
 """Called with the case id after each check, for progress display."""
@@ -39,6 +41,16 @@ class RunOptions:
     """(K, N): run only the K-th of N deterministic slices of the cases (1-based)."""
     timeout: float = 300.0
     """Seconds a case may take in a worker before it is killed and reported."""
+    threads: int | None = None
+    """Intra-op threads per case; None: 1 for a small case, the worker's share for a large one."""
+    keyword: str | None = None
+    """-k: only cases whose id matches this expression."""
+    only: frozenset[str] | None = None
+    """--lf: only these case keys (selection.case_key)."""
+    exitfirst: bool = False
+    """-x: stop after the first case with a failed or raised check."""
+    isolate_single: bool = True
+    """False: a run of one case stays in this process (no worker start-up)."""
 
 
 def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | None = None) -> Report:
@@ -46,8 +58,8 @@ def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | N
     LossctlError (unknown check id, unavailable device)."""
     device = resolve_device(options.device)
     select_checks(options.checks, options.skip)  # unknown ids are a usage error before anything runs
-    tasks = shard_tasks(plan_tasks(jobs), options.shard)
-    if options.jobs > 0:
+    tasks = select_tasks(shard_tasks(plan_tasks(jobs), options.shard), keyword=options.keyword, only=options.only)
+    if options.jobs > 0 and (len(tasks) > 1 or options.isolate_single):
         from lossctl.parallel import run_isolated
 
         def on_case(case: CaseResult) -> None:
@@ -55,14 +67,26 @@ def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | N
                 if on_result:
                     on_result(case.case, result)
 
-        outcome = run_isolated(tasks, options, options.jobs, options.timeout, on_case)
-        return Report(tuple(outcome.results), environment(device), interrupted=outcome.interrupted)
+        if not options.exitfirst:
+            outcome = run_isolated(tasks, options, options.jobs, options.timeout, on_case)
+            return Report(tuple(outcome.results), environment(device), interrupted=outcome.interrupted)
+        finished: list[CaseResult] = []
+        for task in tasks:  # -x: one case at a time, so nothing runs past the first failure
+            outcome = run_isolated([task], options, 1, options.timeout, on_case)
+            finished.extend(outcome.results)
+            if outcome.interrupted or any(case.status.is_problem for case in outcome.results):
+                break
+        return Report(tuple(finished), environment(device), interrupted=outcome.interrupted)
     warm_up(device)
     cases: list[CaseResult] = []
     try:
         for task in tasks:
             checks = select_checks(options.checks, options.skip, task.job.spec.checks, options.base_checks)
-            cases.extend(_run_job(task.job, checks, device, options, on_result, points=(task.point,)))
+            with case_threads(options.threads, task.job.spec, task.point):
+                done = _run_job(task.job, checks, device, options, on_result, points=(task.point,))
+            cases.extend(done)
+            if options.exitfirst and any(case.status.is_problem for case in done):
+                break
     except KeyboardInterrupt:
         return Report(cases=tuple(cases), environment=environment(device), interrupted=True)
     return Report(cases=tuple(cases), environment=environment(device))
@@ -184,7 +208,8 @@ def run_task(task: Task, options: RunOptions, on_result: OnResult | None = None)
     """Run one case (one point of one job's sweep) in this process. What a worker runs."""
     device = resolve_device(options.device)
     checks = select_checks(options.checks, options.skip, task.job.spec.checks, options.base_checks)
-    return _run_job(task.job, checks, device, options, on_result, points=(task.point,))
+    with case_threads(options.threads, task.job.spec, task.point):
+        return _run_job(task.job, checks, device, options, on_result, points=(task.point,))
 
 
 def _run_job(
@@ -218,7 +243,8 @@ def _default_inputs_note(job: Job, spec: Spec) -> str:
 def _in_spec(spec: Spec, message: str) -> str:
     """Prefix a message about a spec's arguments with the file it came from."""
     if spec.source and message.startswith("args"):
-        where = f"{spec.source}:{spec.line}" if spec.line else spec.source
+        line = spec.key_lines.get(message.split(":", 1)[0], spec.key_lines.get("args", spec.line))
+        where = f"{spec.source}:{line}" if line else spec.source
         return f"{where}: {message}"
     return message
 

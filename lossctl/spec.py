@@ -150,6 +150,8 @@ class Spec:
     source: str | None = None
     """The spec file, or None for a spec built on the command line."""
     line: int | None = None
+    key_lines: Mapping[str, int] = field(default_factory=dict, compare=False)
+    """Lines of the `args` keys in the file (`args`, `args.target`), for errors found later."""
     args_given: bool = True
     """False when `args:` was absent: inputs are then built from forward's signature."""
 
@@ -419,6 +421,11 @@ class _Reader:
             reference_kwargs=dict(reference_kwargs),
             source=self.source,
             line=self.lines.get(path),
+            key_lines={
+                _format_path(key[len(path) :]): line
+                for key, line in self.lines.items()
+                if key[: len(path) + 1] == (*path, "args") and len(key) <= len(path) + 2
+            },
             args_given=args_given,
         )
 

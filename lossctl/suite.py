@@ -36,9 +36,22 @@ def collect(
     configs_dir: Path,
     tolerance: Mapping[str, float] | None = None,
     explicit: bool = True,
+    invalid: list[SpecError] | None = None,
 ) -> list[Job]:
     """Jobs for every TARGET; with none, every spec under `configs_dir`. `explicit` is False when
-    the targets are the project's default spec folders (a missing one is then explained as such)."""
+    the targets are the project's default spec folders (a missing one is then explained as such).
+    With `invalid`, a spec file that is not valid is appended there and the others still load;
+    without, the first one raises."""
+
+    def load(file: Path) -> list[Job]:
+        try:
+            return [Job(spec) for spec in load_spec_file(file, tolerance=tolerance)]
+        except SpecError as error:
+            if invalid is None:
+                raise
+            invalid.append(error)
+            return []
+
     if not targets:
         targets = [str(configs_dir)]
         explicit = False
@@ -55,11 +68,11 @@ def collect(
             if not files:
                 raise UsageError(f"no .yaml or .yml spec files under {target}")
             for file in files:
-                jobs.extend(Job(spec) for spec in load_spec_file(file, tolerance=tolerance))
+                jobs.extend(load(file))
         elif path.suffix in SPEC_SUFFIXES:
             if not path.is_file():
                 raise UsageError(f"no such spec file: {target}")
-            jobs.extend(Job(spec) for spec in load_spec_file(path, tolerance=tolerance))
+            jobs.extend(load(path))
         else:
             jobs.extend(jobs_for_reference(target, configs_dir=configs_dir, tolerance=tolerance))
     return jobs

@@ -40,7 +40,9 @@ def plan_outputs(formats: Sequence[Format], outputs: Sequence[Path]) -> OutputPl
     return OutputPlan(stdout=rest[0] if rest else Format.TABLE, files=files)
 
 
-def write_outputs(report: Report, plan: OutputPlan, *, verbose: bool, console: Console, err: Console) -> None:
+def write_outputs(
+    report: Report, plan: OutputPlan, *, verbose: bool, console: Console, err: Console, quiet: bool = False
+) -> None:
     for fmt, path in plan.files:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,7 +50,7 @@ def write_outputs(report: Report, plan: OutputPlan, *, verbose: bool, console: C
         except OSError as error:
             raise UsageError(f"--output {path}: cannot write ({error.strerror})") from None
         err.print(f"wrote {fmt.value} report to {path}")
-    rendered = renderer(plan.stdout)(report, verbose=verbose)
+    rendered = renderer(plan.stdout)(report, verbose=verbose, quiet=quiet, width=console.width)
     if isinstance(rendered, str):
         sys.stdout.write(rendered)
     else:

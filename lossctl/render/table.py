@@ -20,7 +20,15 @@ STYLES = {
 }
 
 
-def render(report: Report, *, verbose: bool = False, **_: Any) -> RenderableType:
+def render(
+    report: Report, *, verbose: bool = False, quiet: bool = False, width: int | None = None, **_: Any
+) -> RenderableType:
+    """Default: one line per case and the failures (render/compact.py); `verbose`: the full table
+    of case × check with explanations and tracebacks."""
+    if not verbose:
+        from lossctl.render import compact
+
+        return compact.render(report, quiet=quiet, width=width)
     parts: list[RenderableType] = [results_table(report)]
     notes = [note for case in report.cases for note in case.notes]
     for note in dict.fromkeys(notes):  # once each, in order
@@ -32,11 +40,12 @@ def render(report: Report, *, verbose: bool = False, **_: Any) -> RenderableType
 
 def results_table(report: Report) -> Table:
     table = Table(show_lines=False, header_style="bold", expand=False)
-    table.add_column("case", overflow="fold")
-    table.add_column("check")
-    table.add_column("status")
+    # Only the detail column wraps: ids, statuses and figures stay whole at any width.
+    table.add_column("case", overflow="fold", max_width=24)
+    table.add_column("check", no_wrap=True)
+    table.add_column("status", no_wrap=True)
     table.add_column("detail", overflow="fold", ratio=1)
-    table.add_column("ms", justify="right")
+    table.add_column("ms", justify="right", no_wrap=True)
     for case in report.cases:
         for i, check in enumerate(case.checks):
             table.add_row(
