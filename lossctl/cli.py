@@ -11,6 +11,7 @@ import sys
 import traceback
 import warnings
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -147,11 +148,18 @@ def check(
         typer.Option("--output", "-o", help="File for the --format in the same position (the table stays on stdout)."),
     ] = None,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Full details and your tracebacks under the table.")
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="The full table of case × check, details and your tracebacks.", metavar=""
+        ),
     ] = False,
     explain: Annotated[
         bool,
-        typer.Option("--explain", help="Like -v: the worst elements and a heat map of |expected − got| per argument."),
+        typer.Option(
+            "--explain",
+            help="Like -v: the worst elements and a heat map of |expected − got| per argument.",
+            metavar="",
+        ),
     ] = False,
     jobs: Annotated[
         str | None,
@@ -228,6 +236,13 @@ def check(
     raise typer.Exit(_guarded(lambda: _run_check(command), verbose))
 
 
+class BenchFormat(str, Enum):
+    """The formats bench writes (a subset of check's)."""
+
+    TABLE = "table"
+    JSON = "json"
+
+
 @app.command(epilog=EXIT_CODES_HELP.replace("a check failed or raised", "a case raised, or --fail-slower tripped"))
 def bench(
     targets: Annotated[
@@ -259,10 +274,17 @@ def bench(
         ),
     ] = None,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write time and memory vs size to a PNG (needs lossctl[plot]).")
+        Path | None,
+        typer.Option("--plot", help="Write time and memory vs size to a PNG (needs the extra: lossctl\\[plot])."),
     ] = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format (table or json).")] = Format.TABLE,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks of cases that raised.")] = False,
+    fmt: Annotated[BenchFormat, typer.Option("--format", "-f", help="Output format.")] = BenchFormat.TABLE,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show tracebacks of cases that raised.", metavar="")
+    ] = False,
+    threads: Annotated[
+        int,
+        typer.Option("--threads", help="Intra-op threads for every timing; saved with --save and compared."),
+    ] = 1,
 ) -> None:
     """Time forward, backward and both; memory; speedup against the spec's reference."""
     command = BenchCommand(
@@ -277,8 +299,9 @@ def bench(
         compare=compare,
         fail_slower=fail_slower,
         plot=plot,
-        format=fmt,
+        format=Format(fmt.value),
         verbose=verbose,
+        threads=threads,
     )
     raise typer.Exit(_guarded(lambda: _run_bench(command), verbose))
 
@@ -300,6 +323,7 @@ class BenchCommand:
     plot: Path | None
     format: Format
     verbose: bool
+    threads: int = 1
 
 
 def _run_bench(command: BenchCommand) -> ExitCode:
@@ -313,6 +337,8 @@ def _run_bench(command: BenchCommand) -> ExitCode:
         raise UsageError(f"--format {command.format.value} is not available for bench", hint="use table or json")
     if command.fail_slower and not command.compare:
         raise UsageError("--fail-slower needs --compare FILE.json")
+    if command.threads < 1:
+        raise UsageError("--threads must be 1 or more")
     if command.min_time <= 0 or command.max_time < command.min_time:
         raise UsageError("--min-time must be positive and --max-time at least --min-time")
     if command.plot is not None:
@@ -329,6 +355,7 @@ def _run_bench(command: BenchCommand) -> ExitCode:
         compare=load_saved(str(command.compare)) if command.compare else None,
         compare_name=str(command.compare) if command.compare else None,
         fail_slower=parse_percent(command.fail_slower),
+        threads=command.threads,
     )
     project = load_config()
     targets = command.targets or tuple(project.spec_paths())
@@ -361,7 +388,8 @@ def _run_bench(command: BenchCommand) -> ExitCode:
     else:
         from lossctl.render.bench_table import render
 
-        Console().print(render(report, verbose=command.verbose))
+        console = Console()
+        console.print(render(report, verbose=command.verbose, width=console.width))
     if report.fingerprint_differences:
         err.print(
             "[bold yellow]warning:[/] the saved run was made in another environment: "
