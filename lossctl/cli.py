@@ -406,6 +406,95 @@ def _run_bench(command: BenchCommand) -> ExitCode:
     return ExitCode.OK
 
 
+@app.command("init")
+def init(
+    target: Annotated[str, typer.Argument(help="The Function (pkg.mod.Class, pkg.mod:Class or file.py:Class).")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Spec file to write. [default: configs/<name>.yaml]", show_default=False),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.", metavar="")] = False,
+) -> None:
+    """Write a first spec for a Function from its forward signature, and check that it builds."""
+    raise typer.Exit(_guarded(lambda: _run_init(target, output, force), verbose=False))
+
+
+def _run_init(reference: str, output: Path | None, force: bool) -> ExitCode:
+    _quiet_torch_warnings()
+    from lossctl.config import load_config
+    from lossctl.errors import UsageError
+    from lossctl.runner import SetupFailure, build_cases
+    from lossctl.render.compact import relative_path
+    from lossctl.scaffold import default_spec_path, load_target, reference_from, spec_text
+    from lossctl.spec import load_spec_file
+    from lossctl.suite import Job
+
+    target = load_target(reference)
+    path = output or default_spec_path(load_config().root / "configs", target)
+    if path.exists() and not force:
+        raise UsageError(f"{path} exists", hint="pass --force to overwrite it, or --output another file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(spec_text(reference_from(path.parent, reference), target, as_given=reference), encoding="utf-8")
+    err = Console(stderr=True, highlight=False)
+    shown = relative_path(str(path))
+    (spec,) = load_spec_file(path)
+    import torch
+
+    for item in build_cases(Job(spec), torch.device("cpu"), spec.seed):
+        if isinstance(item, SetupFailure):
+            err.print(f"wrote {shown}, but it does not build yet: {_escape(item.message)}")
+            if item.details:
+                err.print(item.details, markup=False, style="dim")
+            return ExitCode.USAGE
+        try:
+            item.call(item.fresh())
+        except Exception as error:  # the user's forward raised on these inputs
+            from lossctl.loader import describe_exception
+
+            err.print(f"wrote {shown}; forward raised on its inputs: {_escape(describe_exception(error))}")
+            err.print("[cyan]hint:[/] edit the shapes, dtypes or values in the spec, then run lossctl check")
+            return ExitCode.USAGE
+    Console(highlight=False).print(f"wrote {shown} (forward runs on its inputs); next: lossctl check {shown}")
+    return ExitCode.OK
+
+
+@app.command("list")
+def list_targets(
+    where: Annotated[str, typer.Argument(help="A module (pkg.losses) or a .py file.")],
+) -> None:
+    """List the Functions and Modules a module defines, and which spec covers each."""
+
+    def show() -> ExitCode:
+        _quiet_torch_warnings()
+        from rich.table import Table
+
+        from lossctl.config import load_config
+        from lossctl.scaffold import find_targets
+        from lossctl.spec import find_spec_files
+
+        project = load_config()
+        files = [f for folder in project.spec_paths() if Path(folder).is_dir() for f in find_spec_files(folder)]
+        found = find_targets(where, files)
+        console = Console(highlight=False)
+        if not found:
+            console.print(f"no torch.autograd.Function or nn.Module subclass defined in {where}")
+            return ExitCode.OK
+        table = Table("name", "kind", "spec", header_style="bold")
+        for item in found:
+            specs = ", ".join(_relative(f) for f in item.specs)
+            table.add_row(item.reference, item.kind, specs or f"none — lossctl init {item.reference}")
+        console.print(table)
+        return ExitCode.OK
+
+    raise typer.Exit(_guarded(show, verbose=False))
+
+
+def _relative(path: str) -> str:
+    from lossctl.render.compact import relative_path
+
+    return relative_path(path)
+
+
 @app.command("checks")
 def list_checks() -> None:
     """List every check with its id and what it catches."""

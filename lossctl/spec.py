@@ -35,8 +35,22 @@ INIT_PARAMS: dict[str, tuple[str, ...]] = {
     "log_simplex": ("std",),
     "positive": ("mean", "std"),
     "constant": ("value",),
+    "choice": ("values",),
 }
-TENSOR_KEYS = ("shape", "dtype", "requires_grad", "init", "mean", "std", "low", "high", "p", "value")
+TENSOR_KEYS = (
+    "shape",
+    "dtype",
+    "requires_grad",
+    "init",
+    "mean",
+    "std",
+    "low",
+    "high",
+    "p",
+    "value",
+    "values",
+    "special",
+)
 SPEC_KEYS = (
     "name",
     "function",
@@ -101,6 +115,11 @@ class TensorArg:
     high: float | str | None = None
     p: float | None = None
     value: float | None = None
+    choices: tuple[float, ...] | None = None
+    """`init: choice`: every element drawn uniformly from these values."""
+    special: tuple[float, float] | None = None
+    """(value, fraction): that fraction of the elements (at least one) set to value, e.g. an
+    ignore_index of -100 among class targets."""
 
     @property
     def is_floating(self) -> bool:
@@ -596,7 +615,36 @@ class _Reader:
             self._check_range(values.get("low", 0), values["high"], path, dims)
         if init == "uniform":
             self._check_range(values.get("low", 0.0), values.get("high", 1.0), path, dims)
+        values.update(self.chosen_values(raw, path, init, floating))
         return TensorArg(shape=tuple(shape), dtype=dtype, init=init, requires_grad=requires_grad, **values)
+
+    def chosen_values(self, raw: dict, path: tuple[Any, ...], init: str, floating: bool) -> dict[str, Any]:
+        """`values:` for `init: choice`, and `special: {value, fraction}` for any init."""
+        out: dict[str, Any] = {}
+
+        def number(value: Any, where: tuple[Any, ...]) -> float:
+            number = self.number(value, where)
+            if not floating and number != int(number):
+                raise self.error(where, f"expected an integer for an integer tensor, got {number:g}")
+            return number if floating else int(number)
+
+        if init == "choice":
+            raw_values = raw.get("values")
+            if not isinstance(raw_values, list) or not raw_values:
+                raise self.error((*path, "values"), "init `choice` needs `values:`, a non-empty list of numbers")
+            out["choices"] = tuple(number(v, (*path, "values", i)) for i, v in enumerate(raw_values))
+        elif "values" in raw:
+            raise self.error((*path, "values"), f"`values` applies to init `choice`, not `{init}`")
+        if "special" in raw:
+            special = self.mapping(raw["special"], (*path, "special"), "a mapping {value: V, fraction: F}")
+            self.check_keys(special, (*path, "special"), ("value", "fraction"))
+            if "value" not in special:
+                raise self.error((*path, "special"), "`special` needs `value:` (e.g. an ignore_index of -100)")
+            fraction = self.number(special.get("fraction", 0.1), (*path, "special", "fraction"))
+            if not 0.0 < fraction <= 1.0:
+                raise self.error((*path, "special", "fraction"), f"expected a fraction in (0, 1], got {fraction:g}")
+            out["special"] = (number(special["value"], (*path, "special", "value")), fraction)
+        return out
 
     def _check_range(self, low: Any, high: Any, path: tuple[Any, ...], dims: Mapping[str, tuple[int, ...]]) -> None:
         def values(bound: Any) -> tuple[float, ...]:
@@ -668,6 +716,10 @@ def spec_to_dict(spec: Spec, dims: Mapping[str, int] | None = None) -> dict[str,
             for key in ("mean", "std", "low", "high", "p", "value"):
                 if getattr(arg, key) is not None:
                     tensor[key] = getattr(arg, key)
+            if arg.choices is not None:
+                tensor["values"] = list(arg.choices)
+            if arg.special is not None:
+                tensor["special"] = {"value": arg.special[0], "fraction": arg.special[1]}
             args[name] = tensor
         data["args"] = args
     tolerance = {
