@@ -423,8 +423,8 @@ def _run_init(reference: str, output: Path | None, force: bool) -> ExitCode:
     _quiet_torch_warnings()
     from lossctl.config import load_config
     from lossctl.errors import UsageError
-    from lossctl.runner import SetupFailure, build_cases
     from lossctl.render.compact import relative_path
+    from lossctl.runner import SetupFailure, build_cases
     from lossctl.scaffold import default_spec_path, load_target, reference_from, spec_text
     from lossctl.spec import load_spec_file
     from lossctl.suite import Job

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 from lossctl.errors import LoadError, SpecError
 from lossctl.loader import load_object, parse_reference
