@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-parallel clean
+.PHONY: install demo test lint format bench bench-parallel bench-startup dist clean
 
 install: $(STAMP)
 
@@ -36,3 +36,11 @@ bench: install
 
 bench-parallel: install
 	$(BIN)/python benchmarks/parallel.py
+
+bench-startup: install
+	$(BIN)/python benchmarks/startup.py
+
+# A wheel in dist/ (pip install dist/lossctl-*.whl); builds offline with the venv's setuptools.
+dist: install
+	rm -rf dist build
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .

@@ -423,7 +423,7 @@ def _run_init(reference: str, output: Path | None, force: bool) -> ExitCode:
     _quiet_torch_warnings()
     from lossctl.config import load_config
     from lossctl.errors import UsageError
-    from lossctl.render.compact import relative_path
+    from lossctl.paths import relative_path
     from lossctl.runner import SetupFailure, build_cases
     from lossctl.scaffold import default_spec_path, load_target, reference_from, spec_text
     from lossctl.spec import load_spec_file
@@ -490,7 +490,7 @@ def list_targets(
 
 
 def _relative(path: str) -> str:
-    from lossctl.render.compact import relative_path
+    from lossctl.paths import relative_path
 
     return relative_path(path)
 
@@ -573,9 +573,6 @@ def _run_check(command: CheckCommand) -> ExitCode:
     )
     if command.changed_since is not None:
         jobs = filter_changed(jobs, command.changed_since)
-        if not jobs and not invalid:
-            err.print(f"nothing to check: no spec or Function changed since {command.changed_since}")
-            return ExitCode.OK
     if plan.stdout is Format.TABLE and err.is_terminal:
         with err.status("checking…") as status:
             done: set[str] = set()
@@ -599,7 +596,12 @@ def _run_check(command: CheckCommand) -> ExitCode:
         err.print("[yellow]interrupted before any case finished[/]")
         return ExitCode.INTERRUPTED
     if not report.cases:
-        why = "this shard holds no case" if options.shard else ("no case matches -k" if command.keyword else "")
+        if command.changed_since is not None and not jobs:
+            why = f"no spec or Function changed since {command.changed_since}"
+        elif options.shard:
+            why = "this shard holds no case"
+        else:
+            why = "no case matches -k" if command.keyword else ""
         err.print(f"nothing to check: {why}" if why else "nothing to check")
     write_outputs(report, plan, verbose=command.verbose, quiet=command.quiet, console=Console(), err=err)
     if report.cases and not command.shard:

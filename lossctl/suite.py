@@ -12,6 +12,7 @@ from typing import Any
 
 from lossctl.errors import LoadError, SpecError, UsageError
 from lossctl.loader import ensure_cwd_importable, parse_reference
+from lossctl.paths import relative_path
 from lossctl.spec import Spec, find_spec_files, load_spec_file
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -93,7 +94,7 @@ def jobs_for_reference(reference: str, *, configs_dir: Path, tolerance: Mapping[
             for spec in specs:
                 try:
                     if parse_reference(spec.function, base_dir=spec.base_dir).key() == key:
-                        found.append(Job(spec, notes=(f"spec `{spec.name}` from {file}",)))
+                        found.append(Job(spec, notes=(f"spec `{spec.name}` from {relative_path(file)}",)))
                 except LoadError:
                     continue
     if found:
@@ -104,7 +105,7 @@ def jobs_for_reference(reference: str, *, configs_dir: Path, tolerance: Mapping[
         from dataclasses import replace
 
         spec = replace(spec, tolerance=replace(spec.tolerance, **tolerance))
-    return [Job(spec, notes=tuple(notes), searched=str(configs_dir))]
+    return [Job(spec, notes=tuple(notes), searched=relative_path(configs_dir))]
 
 
 # --------------------------------------------------------------------------- --changed-since

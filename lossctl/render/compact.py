@@ -5,14 +5,13 @@ Every line is wrapped to the console's width at spaces, so a figure is never cut
 
 from __future__ import annotations
 
-import os
 import textwrap
-from pathlib import Path
 
 from rich.console import Group, RenderableType
 from rich.text import Text
 
 from lossctl.findings import Finding, case_findings
+from lossctl.paths import relative_path
 from lossctl.report import INVALID_SPEC, SETUP, CaseResult, Report, Status
 
 MARKS = {
@@ -186,19 +185,6 @@ def _source(case: CaseResult) -> str | None:
     return (
         f"{relative_path(case.source_file)}:{case.source_line}" if case.source_line else relative_path(case.source_file)
     )
-
-
-def relative_path(path: str, root: Path | None = None) -> str:
-    """`path` relative to `root` (the working directory) when it lies under it; else as given."""
-    root = root or Path.cwd()
-    try:
-        return (
-            os.path.relpath(Path(path).resolve(), root.resolve())
-            if Path(path).resolve().is_relative_to(root.resolve())
-            else path
-        )
-    except (OSError, ValueError):
-        return path
 
 
 def _rule(title: str, width: int) -> Text:
