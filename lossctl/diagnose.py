@@ -273,18 +273,21 @@ def factor_hint(scale: float, dims: Mapping[str, int]) -> str | None:
 
 
 def scale_hint(scale: float, dims: Mapping[str, int]) -> str:
-    """Name a constant factor, and the dims whose product it equals (a missing or extra 1/N)."""
+    """Name a constant factor, and the named quantity it equals (a dim, a product or ratio of
+    dims, 2) when one does; else just the number, since a guess would mislead."""
     factor = scale if scale > 1 else 1 / scale
     match = _matching_dims(factor, dims)
+    if match is None and math.isclose(factor, 2.0, rel_tol=1e-3):
+        match = "2"
     if scale > 1:
         text = f"gradient is {scale:.3f}× too large"
-        return f"{text} — missing 1/{match}?" if match else f"{text} — missing 1/N or factor 2?"
+        return f"{text} — missing 1/{match}?" if match else text
     text = f"gradient is {factor:.3f}× too small"
-    return f"{text} — divided by {match} once too often?" if match else f"{text} — an extra 1/N or 1/2?"
+    return f"{text} — divided by {match} once too often?" if match else text
 
 
 def _matching_dims(factor: float, dims: Mapping[str, int]) -> str | None:
-    """`N` or `(N·C)` when the product of those dims equals `factor`."""
+    """`N`, `(N·C)` or `N/C` when that product or ratio of dims equals `factor`."""
     names = [n for n, size in dims.items() if size > 1]
     for count in range(1, len(names) + 1):
         for combo in itertools.combinations(names, count):
@@ -293,6 +296,9 @@ def _matching_dims(factor: float, dims: Mapping[str, int]) -> str | None:
                 label = "·".join(combo)
                 label = label if count == 1 else f"({label})"
                 return f"{label} ({'·'.join(combo)}={product})"
+    for a, b in itertools.permutations(names, 2):
+        if math.isclose(factor, dims[a] / dims[b], rel_tol=1e-3):
+            return f"({a}/{b}) ({a}/{b}={dims[a]}/{dims[b]})"
     return None
 
 

@@ -131,6 +131,8 @@ def bench_columns(report: BenchReport) -> tuple[list[Column], list[int], int]:
             mem.cells.append("" if not first else ("—" if ratio is None else f"{ratio:.2f}×"))
             rows += 1
         sections.append(rows - 1)
+    # Case names stay whole where they can: figure columns are dropped before a name is folded.
+    case.min_width = min(28, max((len(label) for label in map(str, case.cells)), default=14))
     columns = [case, *([dtype] if len(dtypes) > 1 else []), fwd, bwd, both, rate, peak, saved]
     if has_reference:
         columns += [speedup, mem]

@@ -34,7 +34,8 @@ def render(report: Report, *, quiet: bool = False, width: int | None = None) -> 
         lines.extend(case_line(case, width) for case in report.cases)
     failed = [(case, case_findings(case)) for case in report.cases if case.status.is_problem]
     if failed:
-        lines.append(Text(""))
+        if lines:
+            lines.append(Text(""))
         lines.append(_rule("failures", width))
         for case, findings in failed:
             lines.extend(_case_failures(case, findings, width))
@@ -139,7 +140,8 @@ STYLE_BY_STATUS = {Status.FAILED: "red", Status.ERROR: "magenta", Status.PASSED:
 def _summary_lines(case: CaseResult, finding: Finding, width: int) -> list[Text]:
     label = "ERROR" if finding.status is Status.ERROR else "FAILED"
     if _is_invalid_spec(case) or finding.checks[0] == SETUP:
-        line = _shorten(f"{label} {case.case} · {finding.detail.splitlines()[0]}", width - 2)
+        where = "" if _is_invalid_spec(case) else f"{case.case} · "  # a spec error names its file
+        line = _shorten(f"{label} {where}{finding.detail.splitlines()[0]}", width - 2)
         return _wrapped(line, width, indent="  ", first_style=STYLE_BY_STATUS[finding.status])
     what = finding.title if len(finding.checks) == 1 else f"{finding.title} ({finding.seen_by})"
     line = f"{label} {case.case} · {what}"
