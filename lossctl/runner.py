@@ -62,21 +62,19 @@ def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | N
     if options.jobs > 0 and (len(tasks) > 1 or options.isolate_single):
         from lossctl.parallel import run_isolated
 
+        stopped: list[CaseResult] = []
+
         def on_case(case: CaseResult) -> None:
             for result in case.checks:
                 if on_result:
                     on_result(case.case, result)
+            if options.exitfirst and case.status.is_problem and not stopped:
+                stopped.append(case)
+                raise _ExitFirst  # the pool stops as on Ctrl-C: cleanly, keeping what finished
 
-        if not options.exitfirst:
-            outcome = run_isolated(tasks, options, options.jobs, options.timeout, on_case)
-            return Report(tuple(outcome.results), environment(device), interrupted=outcome.interrupted)
-        finished: list[CaseResult] = []
-        for task in tasks:  # -x: one case at a time, so nothing runs past the first failure
-            outcome = run_isolated([task], options, 1, options.timeout, on_case)
-            finished.extend(outcome.results)
-            if outcome.interrupted or any(case.status.is_problem for case in outcome.results):
-                break
-        return Report(tuple(finished), environment(device), interrupted=outcome.interrupted)
+        outcome = run_isolated(tasks, options, options.jobs, options.timeout, on_case)
+        interrupted = outcome.interrupted and not stopped
+        return Report(tuple(outcome.results), environment(device), interrupted=interrupted)
     warm_up(device)
     cases: list[CaseResult] = []
     try:
@@ -90,6 +88,10 @@ def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | N
     except KeyboardInterrupt:
         return Report(cases=tuple(cases), environment=environment(device), interrupted=True)
     return Report(cases=tuple(cases), environment=environment(device))
+
+
+class _ExitFirst(KeyboardInterrupt):
+    """-x's stop, raised from the worker pool's callback: the pool handles it like Ctrl-C."""
 
 
 def crash_result(task: Task, options: RunOptions, message: str, duration_ms: float) -> CaseResult:

@@ -83,12 +83,13 @@ def test_a_green_run_is_a_line_per_case_and_a_totals_line():
 
 
 def test_cli_groups_a_flipped_sign(run_cli):
-    result = run_cli("check", "tests.fns.FlippedSign", "-j", "0")
+    checks = ("--checks", "forward,gradcheck,gradient_scaled,edge_sizes,linearity")
+    result = run_cli("check", "tests.fns.FlippedSign", "-j", "0", *checks)
     assert result.exit_code == 1
     out = " ".join(result.stdout.split())
     assert "wrong gradient for `x` — seen by gradcheck, gradient_scaled" in out
     assert "hint: sign is flipped" in out and "backward at tests/fns.py:" in out
-    verbose = run_cli("check", "tests.fns.FlippedSign", "-j", "0", "-v")
+    verbose = run_cli("check", "tests.fns.FlippedSign", "-j", "0", *checks, "-v")
     assert "┃ case" in verbose.stdout and "PASSED" in verbose.stdout  # -v: the full table
 
 
