@@ -145,7 +145,7 @@ def check(
     ] = None,
     output: Annotated[
         list[Path] | None,
-        typer.Option("--output", "-o", help="File for the --format in the same position (the table stays on stdout)."),
+        typer.Option("--output", "-o", help="File for the --format in the same position (the report stays on stdout)."),
     ] = None,
     verbose: Annotated[
         bool,
