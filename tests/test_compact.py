@@ -4,7 +4,6 @@ columns without cutting a figure (the bench table too)."""
 from __future__ import annotations
 
 import re
-import textwrap
 
 from rich.console import Console
 
@@ -100,36 +99,3 @@ def test_factor_hints_name_only_quantities_that_match():
     assert factor_hint(1 / 15, {"N": 5, "C": 3}).endswith("divided by (N·C) (N·C=15) once too often?")
     assert "N/C" in factor_hint(5 / 3, {"N": 5, "C": 3})
     assert factor_hint(1 / 2.764, {"N": 5, "C": 3}) == "gradient is 2.764× too small"  # no guess
-
-
-def test_bench_table_at_80_columns_shows_every_figure_whole(run_cli, tmp_path):
-    spec = tmp_path / "ce.yaml"
-    spec.write_text(
-        textwrap.dedent(
-            """
-            function: lossctl.examples.cross_entropy.CrossEntropyLoss
-            reference: torch.nn.functional.cross_entropy
-            dims: {N: [8, 64], C: 5}
-            args:
-              logits: {shape: [N, C]}
-              target: {shape: [N], dtype: int64, high: C}
-            """
-        )
-    )
-    from typer.testing import CliRunner
-
-    from lossctl.cli import app
-    from tests.conftest import CLI_ENV
-
-    result = CliRunner().invoke(
-        app, ["bench", str(spec), "--min-time", "0.01", "--max-time", "0.05"], env={**CLI_ENV, "COLUMNS": "80"}
-    )
-    assert result.exit_code == 0, result.output
-    table = [line for line in result.stdout.splitlines() if line.startswith(("│", "┃"))]
-    assert table and all(len(line) <= 80 for line in table)
-    assert "…" not in result.stdout
-    cells = [cell.strip() for line in table if line.startswith("│") for cell in line.strip("│").split("│")]
-    for cell in cells:  # a time is a number with its unit, and its IQR has one too
-        if "±" in cell:
-            assert re.fullmatch(r"[\d.]+(µs|ms|s) ±[\d.]+(µs|ms|s)( ~)?", cell), cell
-    assert "left out to fit 80 columns:" in result.stdout and "· 1 thread ·" in result.stdout

@@ -185,7 +185,13 @@ def comparison_table(report: BenchReport) -> RenderableType:
         )
     table = Table(title=f"against {report.compared_with}", header_style="bold")
     for column in ("case", "before", "after", "change", "noise band", "verdict"):
-        table.add_column(column, justify="left" if column in ("case", "verdict") else "right")
+        # Only the case name may wrap: a figure is never cut.
+        table.add_column(
+            column,
+            justify="left" if column in ("case", "verdict") else "right",
+            no_wrap=column != "case",
+            overflow="fold",
+        )
     for c in report.comparisons:
         verdict = Text("SLOWER", style="bold red") if c.regressed else Text("ok", style="green")
         table.add_row(
