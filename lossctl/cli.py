@@ -47,7 +47,7 @@ def _version(value: bool) -> None:
 def root(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.", metavar=""),
     ] = False,
 ) -> None:
     """Check that a custom torch.autograd.Function is right, say why not, and time it."""
