@@ -20,7 +20,7 @@ from lossctl.selection import select_tasks
 from lossctl.spec import CasePoint, Spec, sweep, with_default_args
 from lossctl.suite import Job
 from lossctl.target import Target, classify
-from lossctl.threads import case_threads
+from lossctl.threads import case_threads, planned_threads
 
 OnResult = Callable[[str, CheckResult], None]
 """Called with the case id after each check, for progress display."""
@@ -59,7 +59,10 @@ def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | N
     device = resolve_device(options.device)
     select_checks(options.checks, options.skip)  # unknown ids are a usage error before anything runs
     tasks = select_tasks(shard_tasks(plan_tasks(jobs), options.shard), keyword=options.keyword, only=options.only)
-    if options.jobs > 0 and (len(tasks) > 1 or options.isolate_single):
+    isolated = options.jobs > 0 and (len(tasks) > 1 or options.isolate_single)
+    share = torch.get_num_threads() // max(1, min(options.jobs, len(tasks))) if isolated else torch.get_num_threads()
+    threads = planned_threads(options.threads, [(t.job.spec, t.point) for t in tasks], max(1, share))
+    if isolated:
         from lossctl.parallel import run_isolated
 
         stopped: list[CaseResult] = []
@@ -74,7 +77,7 @@ def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | N
 
         outcome = run_isolated(tasks, options, options.jobs, options.timeout, on_case)
         interrupted = outcome.interrupted and not stopped
-        return Report(tuple(outcome.results), environment(device), interrupted=interrupted)
+        return Report(tuple(outcome.results), environment(device, threads), interrupted=interrupted)
     warm_up(device)
     cases: list[CaseResult] = []
     try:
@@ -86,8 +89,8 @@ def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | N
             if options.exitfirst and any(case.status.is_problem for case in done):
                 break
     except KeyboardInterrupt:
-        return Report(cases=tuple(cases), environment=environment(device), interrupted=True)
-    return Report(cases=tuple(cases), environment=environment(device))
+        return Report(cases=tuple(cases), environment=environment(device, threads), interrupted=True)
+    return Report(cases=tuple(cases), environment=environment(device, threads))
 
 
 class _ExitFirst(KeyboardInterrupt):
@@ -121,14 +124,16 @@ def warm_up(device: torch.device) -> None:
     torch.autograd.grad([y], [x], [torch.ones_like(y)])  # explicit grad_outputs import more
 
 
-def environment(device: torch.device) -> Environment:
+def environment(device: torch.device, threads: int | None = None) -> Environment:
+    """Where a run happens; `threads`: the intra-op threads its cases ran with (default: torch's
+    current count)."""
     return Environment(
         torch=torch.__version__,
         python=platform.python_version(),
         platform=platform.platform(),
         device=str(device),
         device_name=device_name(device),
-        threads=torch.get_num_threads(),
+        threads=torch.get_num_threads() if threads is None else threads,
     )
 
 

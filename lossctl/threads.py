@@ -36,11 +36,7 @@ def threads_for(requested: int | None, elements: int, available: int) -> int:
 def case_threads(requested: int | None, spec: Spec, point: int) -> Iterator[int]:
     """Run a case with its thread count; the caller's count is restored afterwards."""
     before = torch.get_num_threads()
-    try:
-        elements = case_elements(spec, point)
-    except (KeyError, IndexError):  # a spec the runner will report as broken
-        elements = 0
-    threads = threads_for(requested, elements, before)
+    threads = threads_for(requested, _elements_or_zero(spec, point), before)
     if threads != before:
         torch.set_num_threads(threads)
     try:
@@ -48,3 +44,16 @@ def case_threads(requested: int | None, spec: Spec, point: int) -> Iterator[int]
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+def planned_threads(requested: int | None, cases: list[tuple[Spec, int]], available: int) -> int:
+    """The most threads any of these cases will run with (what the report states)."""
+    counts = [threads_for(requested, _elements_or_zero(spec, point), available) for spec, point in cases]
+    return max(counts, default=requested or 1)
+
+
+def _elements_or_zero(spec: Spec, point: int) -> int:
+    try:
+        return case_elements(spec, point)
+    except (KeyError, IndexError):
+        return 0

@@ -69,7 +69,11 @@ def case_line(case: CaseResult, width: int) -> Text:
 def header(report: Report) -> Text:
     """Where the run happened, like pytest's first line."""
     env = report.environment
-    return Text(f"lossctl · torch {env.torch} · {env.device} · {_plural(len(report.cases), 'case')}", style="dim")
+    return Text(
+        f"lossctl · torch {env.torch} · {env.device} · {_plural(env.threads, 'thread')} · "
+        f"{_plural(len(report.cases), 'case')}",
+        style="dim",
+    )
 
 
 def totals(report: Report, width: int) -> Text:

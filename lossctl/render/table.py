@@ -77,7 +77,7 @@ def details(report: Report, *, verbose: bool) -> list[RenderableType]:
             continue
         parts.append(Text(f"\n{case.case} · {check.check} · {check.status.value.upper()}", style="bold"))
         if check.explain:
-            parts.append(Text(check.explain))
+            parts.append(Text(_clip_lines(check.explain)))
         for mismatch in check.data.get("mismatches", ()):
             if mismatch.get("heatmap"):
                 title = f"|expected − got| for `{mismatch['argument']}`"
@@ -85,6 +85,19 @@ def details(report: Report, *, verbose: bool) -> list[RenderableType]:
         if check.traceback:
             parts.append(Text(check.traceback, style="dim"))
     return parts
+
+
+EXPLAIN_LINES = 40
+"""Past this many lines an explanation (gradgradcheck prints whole Jacobians) is cut; the JSON
+report keeps it whole."""
+
+
+def _clip_lines(text: str) -> str:
+    lines = text.splitlines()
+    if len(lines) <= EXPLAIN_LINES:
+        return text
+    rest = len(lines) - EXPLAIN_LINES
+    return "\n".join([*lines[:EXPLAIN_LINES], f"… {rest} more lines in the JSON report (--format json)"])
 
 
 def summary(report: Report) -> Text:
