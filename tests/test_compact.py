@@ -99,3 +99,15 @@ def test_factor_hints_name_only_quantities_that_match():
     assert factor_hint(1 / 15, {"N": 5, "C": 3}).endswith("divided by (N·C) (N·C=15) once too often?")
     assert "N/C" in factor_hint(5 / 3, {"N": 5, "C": 3})
     assert factor_hint(1 / 2.764, {"N": 5, "C": 3}) == "gradient is 2.764× too small"  # no guess
+
+
+def test_a_factor_of_numel_over_the_mask_count_is_named():
+    import torch
+
+    from lossctl.diagnose import factor_hint, named_quantities
+
+    mask = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 1.0], [1.0, 0.0, 1.0]])
+    quantities = named_quantities(["x", "mask"], [torch.randn(5, 3), mask], {"N": 5, "C": 3})
+    assert quantities["count(mask)"] == 10 and quantities["numel(x)"] == 15
+    hint = factor_hint(10 / 15, quantities)  # backward divides by numel where forward divided by the count
+    assert hint == "gradient is 1.500× too small — divided by (numel(x)/count(mask)) (=15/10) once too often?"

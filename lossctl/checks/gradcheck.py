@@ -12,7 +12,16 @@ from torch.autograd.gradcheck import GradcheckError
 from lossctl.case import Case, differentiable_outputs
 from lossctl.checks.base import Check
 from lossctl.checks.common import float64_function, float64_values, mode_text
-from lossctl.diagnose import KINK_HINT, GradMismatch, ScalarFn, compare, is_kink, numerical_gradient, sample_indices
+from lossctl.diagnose import (
+    KINK_HINT,
+    GradMismatch,
+    ScalarFn,
+    compare,
+    is_kink,
+    named_quantities,
+    numerical_gradient,
+    sample_indices,
+)
 from lossctl.inputs import derive_seed
 from lossctl.report import Outcome
 
@@ -74,7 +83,7 @@ def diagnose_gradients(case: Case, values: list[object], *, atol: float, rtol: f
             tuple(x.shape),
             atol=atol,
             rtol=rtol,
-            dims=case.point.dims,
+            dims=named_quantities(case.names, values, case.point.dims),
             dim_names=getattr(arg, "shape", None),
         )
         if found is not None:
