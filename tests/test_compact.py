@@ -108,6 +108,6 @@ def test_a_factor_of_numel_over_the_mask_count_is_named():
 
     mask = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 1.0], [1.0, 0.0, 1.0]])
     quantities = named_quantities(["x", "mask"], [torch.randn(5, 3), mask], {"N": 5, "C": 3})
-    assert quantities["count(mask)"] == 10 and quantities["numel(x)"] == 15
-    hint = factor_hint(10 / 15, quantities)  # backward divides by numel where forward divided by the count
-    assert hint == "gradient is 1.500× too small — divided by (numel(x)/count(mask)) (=15/10) once too often?"
+    assert quantities["count(mask)"] == 11 and quantities["numel(x)"] == 15
+    hint = factor_hint(11 / 15, quantities)  # backward divides by numel where forward divided by the count
+    assert hint == "gradient is 1.364× too small — divided by (numel(x)/count(mask)) (=15/11) once too often?"
