@@ -4,18 +4,20 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-parallel fuzz clean
+.PHONY: install demo test lint format bench bench-parallel bench-startup fuzz dist clean
 
 install: $(STAMP)
 
+# Quiet: only errors, so `make demo` on a fresh clone shows lossctl's report, not pip's chatter.
 $(STAMP): pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
-	touch $(STAMP)
+	@echo "installing lossctl and its dev tools into $(VENV) (once)…"
+	@$(PYTHON) -m venv $(VENV)
+	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install -qq --upgrade pip
+	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install -qq -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
 
 demo: install
-	$(BIN)/lossctl check configs/*.yaml configs/distributed/*.yaml  # configs/distributed/broken/ fails on purpose
+	$(BIN)/lossctl check configs/
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -39,3 +41,11 @@ bench-parallel: install
 
 fuzz: install
 	$(BIN)/python benchmarks/fuzz.py --specs 100000
+
+bench-startup: install
+	$(BIN)/python benchmarks/startup.py
+
+# A wheel in dist/ (pip install dist/lossctl-*.whl); builds offline with the venv's setuptools.
+dist: install
+	rm -rf dist build
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .

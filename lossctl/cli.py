@@ -9,7 +9,8 @@ import contextlib
 import sys
 import traceback
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -46,7 +47,7 @@ def _version(value: bool) -> None:
 def root(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.", metavar=""),
     ] = False,
 ) -> None:
     """Check that a custom torch.autograd.Function is right, say why not, and time it."""
@@ -74,6 +75,11 @@ class CheckCommand:
     allow_large: bool = False
     allow_unverified_gradients: bool = False
     world_size: str | None = None
+    quiet: bool = False
+    exitfirst: bool = False
+    keyword: str | None = None
+    last_failed: bool = False
+    threads: int | None = None
 
 
 def _parse_shard(text: str) -> tuple[int, int]:
@@ -134,14 +140,21 @@ def check(
     ] = None,
     output: Annotated[
         list[Path] | None,
-        typer.Option("--output", "-o", help="File for the --format in the same position (the table stays on stdout)."),
+        typer.Option("--output", "-o", help="File for the --format in the same position (the report stays on stdout)."),
     ] = None,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Full details and your tracebacks under the table.")
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="The full table of case × check, details and your tracebacks.", metavar=""
+        ),
     ] = False,
     explain: Annotated[
         bool,
-        typer.Option("--explain", help="Like -v: the worst elements and a heat map of |expected − got| per argument."),
+        typer.Option(
+            "--explain",
+            help="Like -v: the worst elements and a heat map of |expected − got| per argument.",
+            metavar="",
+        ),
     ] = False,
     jobs: Annotated[
         str | None,
@@ -185,6 +198,27 @@ def check(
         str | None,
         typer.Option("--world-size", help="Ranks for distributed specs, e.g. 4 or 2,4 (overrides `world_size:`)."),
     ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only the failures and the totals line.", metavar="")
+    ] = False,
+    exitfirst: Annotated[
+        bool, typer.Option("--exitfirst", "-x", help="Stop after the first case that fails.", metavar="")
+    ] = False,
+    keyword: Annotated[
+        str | None,
+        typer.Option("-k", help="Only cases whose name matches: substrings with and/or/not, e.g. 'CE and not N=1'."),
+    ] = None,
+    last_failed: Annotated[
+        bool,
+        typer.Option("--lf", "--last-failed", help="Only the cases that failed last run (all if none).", metavar=""),
+    ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            help="Intra-op threads per case. [default: 1 per case, a worker's share of the cores from 2^18 elements]",
+        ),
+    ] = None,
 ) -> None:
     """Check forward, backward and gradients of Functions, from specs or by dotted path."""
     command = CheckCommand(
@@ -205,8 +239,20 @@ def check(
         allow_large=allow_large,
         allow_unverified_gradients=allow_unverified_gradients,
         world_size=world_size,
+        quiet=quiet,
+        exitfirst=exitfirst,
+        keyword=keyword,
+        last_failed=last_failed,
+        threads=threads,
     )
     raise typer.Exit(_guarded(lambda: _run_check(command), verbose))
+
+
+class BenchFormat(str, Enum):
+    """The formats bench writes (a subset of check's)."""
+
+    TABLE = "table"
+    JSON = "json"
 
 
 @app.command(epilog=EXIT_CODES_HELP.replace("a check failed or raised", "a case raised, or --fail-slower tripped"))
@@ -243,16 +289,24 @@ def bench(
     ] = None,
     plot: Annotated[
         Path | None,
-        typer.Option("--plot", help="Write time, memory and % of roofline vs size to a PNG (needs lossctl[plot])."),
+        typer.Option(
+            "--plot", help="Write time, memory and % of roofline vs size to a PNG (needs the extra: lossctl\\[plot])."
+        ),
     ] = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format (table or json).")] = Format.TABLE,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks of cases that raised.")] = False,
+    fmt: Annotated[BenchFormat, typer.Option("--format", "-f", help="Output format.")] = BenchFormat.TABLE,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show tracebacks of cases that raised.", metavar="")
+    ] = False,
     allow_large: Annotated[
         bool, typer.Option("--allow-large", help="Run specs whose inputs need more than 1 GiB per case.")
     ] = False,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Measure the machine's bandwidth and matmul rate again (not cached).")
     ] = False,
+    threads: Annotated[
+        int,
+        typer.Option("--threads", help="Intra-op threads for every timing; saved with --save and compared."),
+    ] = 1,
 ) -> None:
     """Time forward, backward and both; memory; speedup against the spec's reference."""
     command = BenchCommand(
@@ -267,10 +321,11 @@ def bench(
         compare=compare,
         fail_slower=fail_slower,
         plot=plot,
-        format=fmt,
+        format=Format(fmt.value),
         verbose=verbose,
         allow_large=allow_large,
         no_cache=no_cache,
+        threads=threads,
     )
     raise typer.Exit(_guarded(lambda: _run_bench(command), verbose))
 
@@ -294,6 +349,7 @@ class BenchCommand:
     verbose: bool
     allow_large: bool = False
     no_cache: bool = False
+    threads: int = 1
 
 
 def _run_bench(command: BenchCommand) -> ExitCode:
@@ -313,6 +369,8 @@ def _run_bench(command: BenchCommand) -> ExitCode:
         raise UsageError(f"--format {command.format.value} is not available for bench", hint="use table or json")
     if command.fail_slower and not command.compare:
         raise UsageError("--fail-slower needs --compare FILE.json")
+    if command.threads < 1:
+        raise UsageError("--threads must be 1 or more")
     if not (0 < command.min_time <= command.max_time < math.inf):
         raise UsageError("--min-time must be positive and --max-time at least --min-time")
     validate_targets(command.targets)
@@ -338,6 +396,7 @@ def _run_bench(command: BenchCommand) -> ExitCode:
         compare_name=str(command.compare) if command.compare else None,
         fail_slower=parse_percent(command.fail_slower),
         remeasure=command.no_cache,
+        threads=command.threads,
     )
     targets = command.targets or settings.spec_paths
     jobs = collect(
@@ -366,7 +425,8 @@ def _run_bench(command: BenchCommand) -> ExitCode:
     else:
         from lossctl.render.bench_table import render
 
-        Console().print(render(report, verbose=command.verbose))
+        console = Console()
+        console.print(render(report, verbose=command.verbose, width=console.width))
     if command.save is not None:  # after the table: a failed write loses no result on screen
         import json
 
@@ -393,6 +453,95 @@ def _run_bench(command: BenchCommand) -> ExitCode:
     if report.errors or report.regressions:
         return ExitCode.CHECK_FAILED
     return ExitCode.OK
+
+
+@app.command("init")
+def init(
+    target: Annotated[str, typer.Argument(help="The Function (pkg.mod.Class, pkg.mod:Class or file.py:Class).")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Spec file to write. [default: configs/<name>.yaml]", show_default=False),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.", metavar="")] = False,
+) -> None:
+    """Write a first spec for a Function from its forward signature, and check that it builds."""
+    raise typer.Exit(_guarded(lambda: _run_init(target, output, force), verbose=False))
+
+
+def _run_init(reference: str, output: Path | None, force: bool) -> ExitCode:
+    _quiet_torch_warnings()
+    from lossctl.config import load_config
+    from lossctl.errors import UsageError
+    from lossctl.paths import relative_path
+    from lossctl.runner import SetupFailure, build_cases
+    from lossctl.scaffold import default_spec_path, load_target, reference_from, spec_text
+    from lossctl.spec import load_spec_file
+    from lossctl.suite import Job
+
+    target = load_target(reference)
+    path = output or default_spec_path(load_config().root / "configs", target)
+    if path.exists() and not force:
+        raise UsageError(f"{path} exists", hint="pass --force to overwrite it, or --output another file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(spec_text(reference_from(path.parent, reference), target, as_given=reference), encoding="utf-8")
+    err = Console(stderr=True, highlight=False)
+    shown = relative_path(str(path))
+    (spec,) = load_spec_file(path)
+    import torch
+
+    for item in build_cases(Job(spec), torch.device("cpu"), spec.seed):
+        if isinstance(item, SetupFailure):
+            err.print(f"wrote {shown}, but it does not build yet: {_escape(item.message)}")
+            if item.details:
+                err.print(item.details, markup=False, style="dim")
+            return ExitCode.USAGE
+        try:
+            item.call(item.fresh())
+        except Exception as error:  # the user's forward raised on these inputs
+            from lossctl.loader import describe_exception
+
+            err.print(f"wrote {shown}; forward raised on its inputs: {_escape(describe_exception(error))}")
+            err.print("[cyan]hint:[/] edit the shapes, dtypes or values in the spec, then run lossctl check")
+            return ExitCode.USAGE
+    Console(highlight=False).print(f"wrote {shown} (forward runs on its inputs); next: lossctl check {shown}")
+    return ExitCode.OK
+
+
+@app.command("list")
+def list_targets(
+    where: Annotated[str, typer.Argument(help="A module (pkg.losses) or a .py file.")],
+) -> None:
+    """List the Functions and Modules a module defines, and which spec covers each."""
+
+    def show() -> ExitCode:
+        _quiet_torch_warnings()
+        from rich.table import Table
+
+        from lossctl.config import load_config
+        from lossctl.scaffold import find_targets
+        from lossctl.spec import find_spec_files
+
+        project = load_config()
+        files = [f for folder in project.spec_paths() if Path(folder).is_dir() for f in find_spec_files(folder)]
+        found = find_targets(where, files)
+        console = Console(highlight=False)
+        if not found:
+            console.print(f"no torch.autograd.Function or nn.Module subclass defined in {where}")
+            return ExitCode.OK
+        table = Table("name", "kind", "spec", header_style="bold")
+        for item in found:
+            specs = ", ".join(_relative(f) for f in item.specs)
+            table.add_row(item.reference, item.kind, specs or f"none — lossctl init {item.reference}")
+        console.print(table)
+        return ExitCode.OK
+
+    raise typer.Exit(_guarded(show, verbose=False))
+
+
+def _relative(path: str) -> str:
+    from lossctl.paths import relative_path
+
+    return relative_path(path)
 
 
 @app.command("checks")
@@ -424,10 +573,12 @@ def _quiet_torch_warnings() -> None:
 
 def _run_check(command: CheckCommand) -> ExitCode:
     _quiet_torch_warnings()
+    from lossctl.errors import SpecError, UsageError
     from lossctl.files import check_repro_folder
     from lossctl.flags import validate_check_command, validate_in_process_timeout, validate_selection
     from lossctl.limits import MAX_INPUT_BYTES
     from lossctl.render.outputs import plan_outputs, write_outputs
+    from lossctl.selection import count_invalid, invalid_spec_results, read_last_failed, update_last_failed
     from lossctl.settings import resolve_settings
     from lossctl.spec import check_input_memory
     from lossctl.suite import collect, filter_changed
@@ -436,6 +587,12 @@ def _run_check(command: CheckCommand) -> ExitCode:
     plan = plan_outputs(command.formats, command.outputs)
     if command.repro is not None:
         check_repro_folder(command.repro)
+    if command.threads is not None and command.threads < 1:
+        raise UsageError("--threads must be 1 or more")
+    if command.keyword is not None:
+        from lossctl.selection import keyword_matcher
+
+        keyword_matcher(command.keyword)  # a malformed expression is an error before anything runs
     settings = resolve_settings(
         device=command.device,
         seed=command.seed,
@@ -450,37 +607,68 @@ def _run_check(command: CheckCommand) -> ExitCode:
     )
     validate_selection(settings.checks or (), settings.skip)
     validate_in_process_timeout(settings.jobs, command.timeout is not None)
+    err = Console(stderr=True)
+    only = None
+    if command.last_failed:
+        last = read_last_failed(settings.project_root)
+        if last:
+            only = frozenset(last)
+        else:
+            err.print("--lf: no failures recorded, running everything")
     # Specs are read before torch is imported: a hostile spec is refused in milliseconds.
     targets = command.targets or settings.spec_paths
+    invalid: list[SpecError] = []
     jobs = collect(
-        targets, configs_dir=settings.configs_dir, tolerance=settings.tolerance, explicit=bool(command.targets)
+        targets,
+        configs_dir=settings.configs_dir,
+        tolerance=settings.tolerance,
+        explicit=bool(command.targets),
+        invalid=invalid,
     )
     check_input_memory([job.spec for job in jobs], limit=None if command.allow_large else MAX_INPUT_BYTES)
     from lossctl.runner import run_checks
 
-    options = settings.run_options()
-    err = Console(stderr=True)
+    options = replace(
+        settings.run_options(),
+        threads=command.threads,
+        keyword=command.keyword,
+        only=only,
+        exitfirst=command.exitfirst,
+        isolate_single=settings.jobs_given,  # one case needs no worker unless asked for
+    )
     if command.changed_since is not None:
         jobs = filter_changed(jobs, command.changed_since)
-        if not jobs:
-            err.print(f"nothing to check: no spec or Function changed since {command.changed_since}")
-            return ExitCode.OK
     if plan.stdout is Format.TABLE and err.is_terminal:
         with err.status("checking…") as status:
-            report = run_checks(jobs, options, lambda case, result: status.update(f"{case} · {result.check}"))
+            done: set[str] = set()
+
+            def progress(case: str, result: object) -> None:
+                done.add(case)
+                status.update(f"checking… {len(done)} case{'s' * (len(done) != 1)} · {case} · {result.check}")  # type: ignore[attr-defined]
+
+            report = run_checks(jobs, options, progress)
     elif plan.stdout is Format.TABLE:
         report = run_checks(jobs, options)
     else:
         # The report on stdout must stay parseable: what the user's code prints goes to stderr.
         with contextlib.redirect_stdout(sys.stderr):
             report = run_checks(jobs, options)
+    if invalid:
+        report = replace(report, cases=invalid_spec_results(invalid, report.environment.device) + report.cases)
     if report.interrupted and not report.cases:
         err.print("[yellow]interrupted before any case finished[/]")
         return ExitCode.INTERRUPTED
     if not report.cases:
-        err.print("nothing to check: this shard holds no case" if options.shard else "nothing to check")
-        return ExitCode.OK
-    write_outputs(report, plan, verbose=command.verbose, console=Console(), err=err)
+        if command.changed_since is not None and not jobs:
+            why = f"no spec or Function changed since {command.changed_since}"
+        elif options.shard:
+            why = "this shard holds no case"
+        else:
+            why = "no case matches -k" if command.keyword else ""
+        err.print(f"nothing to check: {why}" if why else "nothing to check")
+    write_outputs(report, plan, verbose=command.verbose, quiet=command.quiet, console=Console(), err=err)
+    if report.cases and not command.shard:
+        update_last_failed(settings.project_root, report)
     if command.repro is not None and not report.ok:
         from lossctl.repro import write_repro_scripts
 
@@ -489,7 +677,9 @@ def _run_check(command: CheckCommand) -> ExitCode:
     if report.interrupted:
         err.print("[yellow]interrupted: the report above holds the cases that finished[/]")
         return ExitCode.INTERRUPTED
-    if not report.anything_ran:
+    if not report.cases:
+        return ExitCode.OK
+    if count_invalid(report) or not report.anything_ran:
         return ExitCode.USAGE
     return ExitCode.OK if report.ok else ExitCode.CHECK_FAILED
 

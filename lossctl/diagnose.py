@@ -272,20 +272,47 @@ def factor_hint(scale: float, dims: Mapping[str, int]) -> str | None:
     return scale_hint(scale, dims)
 
 
+def named_quantities(names: Sequence[str], values: Sequence[object], dims: Mapping[str, int]) -> dict[str, int]:
+    """What a wrong constant factor may equal: the dims, and per tensor argument its element
+    count (`numel(x)`) and, for a mask or targets, how many entries count: nonzero ones in a
+    0/1 tensor (`count(mask)`), non-negative ones in integer targets with an ignore value
+    (`count(target)`)."""
+    quantities = dict(dims)
+    for name, value in zip(names, values, strict=False):
+        if not isinstance(value, torch.Tensor) or value.numel() < 2:
+            continue
+        quantities.setdefault(f"numel({name})", value.numel())
+        flat = value.detach().reshape(-1)
+        if value.dtype == torch.bool or bool(((flat == 0) | (flat == 1)).all()):
+            count = int((flat != 0).sum())
+        elif not value.is_floating_point():
+            count = int((flat >= 0).sum())
+        else:
+            continue
+        if 1 < count < value.numel():
+            quantities[f"count({name})"] = count
+    return quantities
+
+
 def scale_hint(scale: float, dims: Mapping[str, int]) -> str:
-    """Name a constant factor, and the dims whose product it equals (a missing or extra 1/N)."""
+    """Name a constant factor, and the named quantity it equals (a dim, a product or ratio of
+    dims, 2) when one does; else just the number, since a guess would mislead."""
     factor = scale if scale > 1 else 1 / scale
     match = _matching_dims(factor, dims)
+    if match is None and math.isclose(factor, 2.0, rel_tol=1e-3):
+        match = "2"
     if scale > 1:
         text = f"gradient is {scale:.3f}× too large"
-        return f"{text} — missing 1/{match}?" if match else f"{text} — missing 1/N or factor 2?"
+        return f"{text} — missing 1/{match}?" if match else text
     text = f"gradient is {factor:.3f}× too small"
-    return f"{text} — divided by {match} once too often?" if match else f"{text} — an extra 1/N or 1/2?"
+    return f"{text} — divided by {match} once too often?" if match else text
 
 
 def _matching_dims(factor: float, dims: Mapping[str, int]) -> str | None:
-    """`N` or `(N·C)` when the product of those dims equals `factor`."""
-    names = [n for n, size in dims.items() if size > 1]
+    """`N`, `(N·C)`, `count(mask)` or `N/C` when that dim, product of dims, counted quantity or
+    ratio of two equals `factor` (dims first: they are what a user writes 1/N for)."""
+    names = [n for n, size in dims.items() if size > 1 and "(" not in n]
+    counted = [n for n, size in dims.items() if size > 1 and "(" in n]
     for count in range(1, len(names) + 1):
         for combo in itertools.combinations(names, count):
             product = math.prod(dims[n] for n in combo)
@@ -293,6 +320,12 @@ def _matching_dims(factor: float, dims: Mapping[str, int]) -> str | None:
                 label = "·".join(combo)
                 label = label if count == 1 else f"({label})"
                 return f"{label} ({'·'.join(combo)}={product})"
+    for name in counted:
+        if math.isclose(factor, dims[name], rel_tol=1e-3):
+            return f"{name} (={dims[name]})"
+    for a, b in itertools.permutations(names + counted, 2):
+        if math.isclose(factor, dims[a] / dims[b], rel_tol=1e-3):
+            return f"({a}/{b}) (={dims[a]}/{dims[b]})"
     return None
 
 

@@ -59,10 +59,30 @@ def build_tensor(
         values = torch.exp(torch.randn(shape, generator=gen, dtype=f64) * std + mean)
     elif arg.init == "constant":
         values = torch.full(shape, 0.0 if arg.value is None else arg.value, dtype=f64)
+    elif arg.init == "choice":
+        assert arg.choices is not None  # the spec parser requires `values`
+        picks = torch.randint(0, len(arg.choices), shape, generator=gen)
+        values = torch.tensor(arg.choices, dtype=f64)[picks]
     else:  # the spec parser rejects other names
         raise AssertionError(arg.init)
+    if arg.special is not None:
+        values = with_special(values, *arg.special, generator=gen)
     tensor = values.to(torch_dtype(arg.dtype)).to(device)
     return tensor.requires_grad_(arg.requires_grad)
+
+
+def with_special(values: torch.Tensor, value: float, fraction: float, *, generator: torch.Generator) -> torch.Tensor:
+    """`values` with round(fraction · numel) elements set to `value` at random places: at least
+    one, so an ignore_index or a padding row is always exercised, and (below fraction 1) never
+    all, so a mean over the others stays defined. A one-element tensor is left alone."""
+    numel = values.numel()
+    if numel == 0 or (numel == 1 and fraction < 1.0):
+        return values
+    count = numel if fraction >= 1.0 else min(numel - 1, max(1, round(fraction * numel)))
+    places = torch.randperm(values.numel(), generator=generator)[:count]
+    flat = values.flatten().clone()
+    flat[places] = value
+    return flat.reshape(values.shape)
 
 
 def build_inputs(

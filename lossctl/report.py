@@ -135,6 +135,8 @@ RUN = "run"
 """The pseudo-check that reports a case whose worker process crashed, hung or was killed."""
 VERIFIED = "verified"
 """The pseudo-check saying no gradient value was verified (every selected gradient check skipped)."""
+INVALID_SPEC = "spec"
+"""The pseudo-check that reports a spec file that is not valid (the other specs still run)."""
 
 
 def _plain(value: Any) -> Any:

@@ -11,6 +11,7 @@ import yaml
 
 from lossctl.errors import UsageError
 from lossctl.files import write_atomic
+from lossctl.paths import relative_path
 from lossctl.report import RUN, SETUP, Report
 from lossctl.spec import spec_to_dict
 from lossctl.suite import Job
@@ -67,11 +68,11 @@ def write_repro_scripts(report: Report, jobs: Sequence[Job], directory: Path, op
             continue
         spec = spec_to_dict(job.spec, case.dims or None)
         spec["seed"] = case.seed
-        for key in ("function", "reference"):  # file references: absolute, wherever the script runs
+        for key in ("function", "reference"):  # file references: from the project root, where the script runs
             value = spec.get(key)
             if value and ".py:" in value:
                 path, _, name = value.rpartition(":")
-                spec[key] = f"{(job.spec.base_dir / path).resolve()}:{name}"
+                spec[key] = f"{relative_path(str((job.spec.base_dir / path).resolve()))}:{name}"
         path = directory / f"{_safe(case.case)}__{result.check}.py"
         text = TEMPLATE.format(
             check=result.check,

@@ -18,10 +18,12 @@ from lossctl.errors import LossctlError
 from lossctl.inputs import derive_seed
 from lossctl.loader import describe_exception, format_user_traceback, load_object
 from lossctl.report import RUN, SETUP, VERIFIED, CaseResult, CheckResult, Environment, Outcome, Report, Status
+from lossctl.selection import select_tasks
 from lossctl.settings import allows_unverified
 from lossctl.spec import CasePoint, Spec, sweep, with_default_args
 from lossctl.suite import Job
 from lossctl.target import Target, classify
+from lossctl.threads import case_threads, planned_threads
 from lossctl.torch_state import isolated_state, state_note
 from lossctl.watchdog import CaseTimeout, deadline
 
@@ -50,6 +52,16 @@ class RunOptions:
     config_allows_unverified: bool = False
     world_size: tuple[int, ...] | None = None
     """Overrides every distributed spec's world_size when given (--world-size)."""
+    threads: int | None = None
+    """Intra-op threads per case; None: 1 for a small case, the worker's share for a large one."""
+    keyword: str | None = None
+    """-k: only cases whose id matches this expression."""
+    only: frozenset[str] | None = None
+    """--lf: only these case keys (selection.case_key)."""
+    exitfirst: bool = False
+    """-x: stop after the first case with a failed or raised check."""
+    isolate_single: bool = True
+    """False: a run of one case stays in this process (no worker start-up)."""
 
 
 def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | None = None) -> Report:
@@ -61,32 +73,48 @@ def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | N
         return run_with_distributed(jobs, options, on_result, run_checks)
     device = resolve_device(options.device)
     select_checks(options.checks, options.skip)  # unknown ids are a usage error before anything runs
-    tasks = shard_tasks(plan_tasks(jobs), options.shard)
-    if options.jobs > 0:
+    tasks = select_tasks(shard_tasks(plan_tasks(jobs), options.shard), keyword=options.keyword, only=options.only)
+    isolated = options.jobs > 0 and (len(tasks) > 1 or options.isolate_single)
+    share = torch.get_num_threads() // max(1, min(options.jobs, len(tasks))) if isolated else torch.get_num_threads()
+    threads = planned_threads(options.threads, [(t.job.spec, t.point) for t in tasks], max(1, share))
+    if isolated:
         from lossctl.parallel import run_isolated
+
+        stopped: list[CaseResult] = []
 
         def on_case(case: CaseResult) -> None:
             for result in case.checks:
                 if on_result:
                     on_result(case.case, result)
+            if options.exitfirst and case.status.is_problem and not stopped:
+                stopped.append(case)
+                raise _ExitFirst  # the pool stops as on Ctrl-C: cleanly, keeping what finished
 
         outcome = run_isolated(
             tasks, run_task, options, options.jobs, options.timeout, on_case, on_crash=crash_result, prepare=warm_up_for
         )
-        return Report(tuple(outcome.results), environment(device), interrupted=outcome.interrupted)
+        interrupted = outcome.interrupted and not stopped
+        return Report(tuple(outcome.results), environment(device, threads), interrupted=interrupted)
     warm_up(device)
     cases: list[CaseResult] = []
     try:
         for task in tasks:
             checks = select_checks(options.checks, options.skip, task.job.spec.checks, options.base_checks)
             try:
-                with deadline(options.timeout):
-                    cases.extend(_run_job(task.job, checks, device, options, on_result, points=(task.point,)))
+                with deadline(options.timeout), case_threads(options.threads, task.job.spec, task.point):
+                    done = _run_job(task.job, checks, device, options, on_result, points=(task.point,))
             except CaseTimeout as timeout:
-                cases.append(crash_result(task, options, str(timeout), timeout.elapsed_ms))
+                done = [crash_result(task, options, str(timeout), timeout.elapsed_ms)]
+            cases.extend(done)
+            if options.exitfirst and any(case.status.is_problem for case in done):
+                break
     except KeyboardInterrupt:
-        return Report(cases=tuple(cases), environment=environment(device), interrupted=True)
-    return Report(cases=tuple(cases), environment=environment(device))
+        return Report(cases=tuple(cases), environment=environment(device, threads), interrupted=True)
+    return Report(cases=tuple(cases), environment=environment(device, threads))
+
+
+class _ExitFirst(KeyboardInterrupt):
+    """-x's stop, raised from the worker pool's callback: the pool handles it like Ctrl-C."""
 
 
 def crash_result(task: Task, options: RunOptions, message: str, duration_ms: float) -> CaseResult:
@@ -121,14 +149,16 @@ def warm_up_for(options: RunOptions) -> None:
     warm_up(resolve_device(options.device))
 
 
-def environment(device: torch.device) -> Environment:
+def environment(device: torch.device, threads: int | None = None) -> Environment:
+    """Where a run happens; `threads`: the intra-op threads its cases ran with (default: torch's
+    current count)."""
     return Environment(
         torch=torch.__version__,
         python=platform.python_version(),
         platform=platform.platform(),
         device=str(device),
         device_name=device_name(device),
-        threads=torch.get_num_threads(),
+        threads=torch.get_num_threads() if threads is None else threads,
     )
 
 
@@ -212,7 +242,8 @@ def run_task(task: Task, options: RunOptions, on_result: OnResult | None = None)
     """Run one case (one point of one job's sweep) in this process. What a worker runs."""
     device = resolve_device(options.device)
     checks = select_checks(options.checks, options.skip, task.job.spec.checks, options.base_checks)
-    return _run_job(task.job, checks, device, options, on_result, points=(task.point,))
+    with case_threads(options.threads, task.job.spec, task.point):
+        return _run_job(task.job, checks, device, options, on_result, points=(task.point,))
 
 
 def _run_job(
@@ -253,7 +284,8 @@ def _default_inputs_note(job: Job, spec: Spec) -> str:
 def _in_spec(spec: Spec, message: str) -> str:
     """Prefix a message about a spec's arguments with the file it came from."""
     if spec.source and message.startswith("args"):
-        where = f"{spec.source}:{spec.line}" if spec.line else spec.source
+        line = spec.key_lines.get(message.split(":", 1)[0], spec.key_lines.get("args", spec.line))
+        where = f"{spec.source}:{line}" if line else spec.source
         return f"{where}: {message}"
     return message
 

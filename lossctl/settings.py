@@ -45,6 +45,10 @@ class Settings:
     """The project config's `allow_unverified_gradients:`."""
     world_size: tuple[int, ...] | None = None
     """--world-size: overrides every distributed spec's `world_size:`."""
+    jobs_given: bool = False
+    """Whether --jobs or the config chose the worker count (else one case runs in-process)."""
+    project_root: Path = field(default_factory=Path.cwd)
+    """The project's folder (the config's, else the current one): caches live under it."""
     spec_paths: tuple[str, ...] = ()
     """Where specs live when no target is given."""
     configs_dir: Path = field(default_factory=lambda: Path("configs"))
@@ -101,6 +105,8 @@ def resolve_settings(
         allow_unverified_gradients=allow_unverified_gradients,
         config_allows_unverified=project.allow_unverified_gradients,
         world_size=world_size,
+        jobs_given=jobs is not None or project.jobs is not None,
+        project_root=project.root,
         spec_paths=tuple(project.spec_paths()),
         configs_dir=project.root / "configs",
     )

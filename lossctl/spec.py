@@ -48,8 +48,23 @@ INIT_PARAMS: dict[str, tuple[str, ...]] = {
     "log_simplex": ("std",),
     "positive": ("mean", "std"),
     "constant": ("value",),
+    "choice": ("values",),
 }
-TENSOR_KEYS = ("shape", "dtype", "requires_grad", "init", "mean", "std", "low", "high", "p", "value", "shard")
+TENSOR_KEYS = (
+    "shape",
+    "dtype",
+    "requires_grad",
+    "init",
+    "mean",
+    "std",
+    "low",
+    "high",
+    "p",
+    "value",
+    "values",
+    "special",
+    "shard",
+)
 SPEC_KEYS = (
     "name",
     "function",
@@ -91,6 +106,11 @@ class TensorArg:
     shard: int | None = None
     """Distributed specs: the dim split into world_size chunks (rank r gets chunk r); None: every
     rank gets the whole tensor."""
+    choices: tuple[float, ...] | None = None
+    """`init: choice`: every element drawn uniformly from these values."""
+    special: tuple[float, float] | None = None
+    """(value, fraction): that fraction of the elements (at least one) set to value, e.g. an
+    ignore_index of -100 among class targets."""
 
     @property
     def is_floating(self) -> bool:
@@ -140,6 +160,8 @@ class Spec:
     source: str | None = None
     """The spec file, or None for a spec built on the command line."""
     line: int | None = None
+    key_lines: Mapping[str, int] = field(default_factory=dict, compare=False)
+    """Lines of the `args` keys in the file (`args`, `args.target`), for errors found later."""
     args_given: bool = True
     """False when `args:` was absent: inputs are then built from forward's signature."""
     allow_unverified_gradients: bool | None = None
@@ -499,6 +521,11 @@ class _Reader:
             reference_kwargs=dict(reference_kwargs),
             source=self.source,
             line=self.lines.get(path),
+            key_lines={
+                _format_path(key[len(path) :]): line
+                for key, line in self.lines.items()
+                if key[: len(path) + 1] == (*path, "args") and len(key) <= len(path) + 2
+            },
             args_given=args_given,
             allow_unverified_gradients=allow_unverified,
             world_size=world_size,
@@ -741,6 +768,9 @@ class _Reader:
             self._check_range(values.get("low", 0), values["high"], path, dims)
         if init == "uniform":
             self._check_range(values.get("low", 0.0), values.get("high", 1.0), path, dims)
+        values.update(self.chosen_values(raw, path, init, floating))
+        if dtype in INT_RANGES:
+            self._check_chosen_range(dtype, values, path)
         tensor = TensorArg(
             shape=tuple(shape), dtype=dtype, init=init, requires_grad=requires_grad, shard=shard, **values
         )
@@ -769,6 +799,44 @@ class _Reader:
                         (*path, key),
                         f"{_short_int(number)} is out of range for {dtype} ({lo:,}..{hi:,})",
                     )
+
+    def _check_chosen_range(self, dtype: str, values: dict[str, Any], path: tuple[Any, ...]) -> None:
+        """`values:` and `special.value` of an integer tensor must fit its dtype too."""
+        lo, hi = INT_RANGES[dtype]
+        chosen = [((*path, "values"), v) for v in values.get("choices") or ()]
+        if values.get("special") is not None:
+            chosen.append(((*path, "special", "value"), values["special"][0]))
+        for where, number in chosen:
+            if not lo <= number <= hi:
+                raise self.error(where, f"{_short_int(number)} is out of range for {dtype} ({lo:,}..{hi:,})")
+
+    def chosen_values(self, raw: dict, path: tuple[Any, ...], init: str, floating: bool) -> dict[str, Any]:
+        """`values:` for `init: choice`, and `special: {value, fraction}` for any init."""
+        out: dict[str, Any] = {}
+
+        def number(value: Any, where: tuple[Any, ...]) -> float:
+            number = self.number(value, where)
+            if not floating and number != int(number):
+                raise self.error(where, f"expected an integer for an integer tensor, got {number:g}")
+            return number if floating else int(number)
+
+        if init == "choice":
+            raw_values = raw.get("values")
+            if not isinstance(raw_values, list) or not raw_values:
+                raise self.error((*path, "values"), "init `choice` needs `values:`, a non-empty list of numbers")
+            out["choices"] = tuple(number(v, (*path, "values", i)) for i, v in enumerate(raw_values))
+        elif "values" in raw:
+            raise self.error((*path, "values"), f"`values` applies to init `choice`, not `{init}`")
+        if "special" in raw:
+            special = self.mapping(raw["special"], (*path, "special"), "a mapping {value: V, fraction: F}")
+            self.check_keys(special, (*path, "special"), ("value", "fraction"))
+            if "value" not in special:
+                raise self.error((*path, "special"), "`special` needs `value:` (e.g. an ignore_index of -100)")
+            fraction = self.number(special.get("fraction", 0.1), (*path, "special", "fraction"))
+            if not 0.0 < fraction <= 1.0:
+                raise self.error((*path, "special", "fraction"), f"expected a fraction in (0, 1], got {fraction:g}")
+            out["special"] = (number(special["value"], (*path, "special", "value")), fraction)
+        return out
 
     def _check_range(self, low: Any, high: Any, path: tuple[Any, ...], dims: Mapping[str, tuple[int, ...]]) -> None:
         def values(bound: Any) -> tuple[float, ...]:
@@ -841,6 +909,10 @@ def spec_to_dict(spec: Spec, dims: Mapping[str, int] | None = None) -> dict[str,
             for key in ("mean", "std", "low", "high", "p", "value", "shard"):
                 if getattr(arg, key) is not None:
                     tensor[key] = getattr(arg, key)
+            if arg.choices is not None:
+                tensor["values"] = list(arg.choices)
+            if arg.special is not None:
+                tensor["special"] = {"value": arg.special[0], "fraction": arg.special[1]}
             args[name] = tensor
         data["args"] = args
     tolerance = {

@@ -12,6 +12,7 @@ from typing import Any
 
 from lossctl.errors import LoadError, SpecError, UsageError
 from lossctl.loader import ensure_cwd_importable, parse_reference
+from lossctl.paths import relative_path
 from lossctl.spec import Spec, find_spec_files, load_spec_file
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -36,9 +37,22 @@ def collect(
     configs_dir: Path,
     tolerance: Mapping[str, float] | None = None,
     explicit: bool = True,
+    invalid: list[SpecError] | None = None,
 ) -> list[Job]:
     """Jobs for every TARGET; with none, every spec under `configs_dir`. `explicit` is False when
-    the targets are the project's default spec folders (a missing one is then explained as such)."""
+    the targets are the project's default spec folders (a missing one is then explained as such).
+    With `invalid`, a spec file that is not valid is appended there and the others still load;
+    without, the first one raises."""
+
+    def load(file: Path) -> list[Job]:
+        try:
+            return [Job(spec) for spec in load_spec_file(file, tolerance=tolerance)]
+        except SpecError as error:
+            if invalid is None:
+                raise
+            invalid.append(error)
+            return []
+
     if not targets:
         targets = [str(configs_dir)]
         explicit = False
@@ -55,11 +69,11 @@ def collect(
             if not files:
                 raise UsageError(f"no .yaml or .yml spec files under {target}")
             for file in files:
-                jobs.extend(Job(spec) for spec in load_spec_file(file, tolerance=tolerance))
+                jobs.extend(load(file))
         elif path.suffix in SPEC_SUFFIXES:
             if not path.is_file():
                 raise UsageError(f"no such spec file: {target}")
-            jobs.extend(Job(spec) for spec in load_spec_file(path, tolerance=tolerance))
+            jobs.extend(load(path))
         else:
             jobs.extend(jobs_for_reference(target, configs_dir=configs_dir, tolerance=tolerance))
     return jobs
@@ -80,7 +94,7 @@ def jobs_for_reference(reference: str, *, configs_dir: Path, tolerance: Mapping[
             for spec in specs:
                 try:
                     if parse_reference(spec.function, base_dir=spec.base_dir).key() == key:
-                        found.append(Job(spec, notes=(f"spec `{spec.name}` from {file}",)))
+                        found.append(Job(spec, notes=(f"spec `{spec.name}` from {relative_path(file)}",)))
                 except LoadError:
                     continue
     if found:
@@ -91,7 +105,7 @@ def jobs_for_reference(reference: str, *, configs_dir: Path, tolerance: Mapping[
         from dataclasses import replace
 
         spec = replace(spec, tolerance=replace(spec.tolerance, **tolerance))
-    return [Job(spec, notes=tuple(notes), searched=str(configs_dir))]
+    return [Job(spec, notes=tuple(notes), searched=relative_path(configs_dir))]
 
 
 # --------------------------------------------------------------------------- --changed-since

@@ -59,7 +59,7 @@ def test_file_and_dotted_references_are_the_same_function(monkeypatch):
 
 
 def test_spec_found_for_the_file_form(run_cli):
-    result = run_cli("check", "lossctl/examples/seed.py:CustomLossFunction", "--checks", "forward", "-j", "0")
+    result = run_cli("check", "lossctl/examples/seed.py:CustomLossFunction", "--checks", "forward", "-j", "0", "-v")
     assert result.exit_code == 0
     assert "(6, 5)" in result.stdout  # configs/seed.yaml's dims, not the default [5, 3]
 

@@ -16,7 +16,16 @@ from torch.autograd.gradcheck import GradcheckError
 from lossctl.case import Case
 from lossctl.checks.base import Skip
 from lossctl.device import seed_device
-from lossctl.diagnose import KINK_HINT, GradMismatch, ScalarFn, compare, is_kink, numerical_gradient, sample_indices
+from lossctl.diagnose import (
+    KINK_HINT,
+    GradMismatch,
+    ScalarFn,
+    compare,
+    is_kink,
+    named_quantities,
+    numerical_gradient,
+    sample_indices,
+)
 from lossctl.inputs import derive_seed
 from lossctl.report import Outcome
 from lossctl.spec import Tolerance
@@ -179,7 +188,7 @@ def diagnose_gradients(case: Case, values: list[object], *, atol: float, rtol: f
             tuple(x.shape),
             atol=atol,
             rtol=rtol,
-            dims=case.point.dims,
+            dims=named_quantities(case.names, values, case.point.dims),
             dim_names=getattr(arg, "shape", None),
         )
         if found is not None:

@@ -25,7 +25,7 @@ import torch
 from lossctl.case import Case
 from lossctl.checks.base import Check
 from lossctl.checks.common import diagnose_gradients, float64_values, in_backward
-from lossctl.diagnose import factor_hint
+from lossctl.diagnose import factor_hint, named_quantities
 from lossctl.inputs import derive_seed
 from lossctl.report import Outcome
 
@@ -155,7 +155,8 @@ def _hint(
     random_ok = all(abs(num - a) <= allowed * scale for label, a, num, _ in measured if label == "random")
     if not random_ok:
         return None
-    return factor_hint(along[0] / along[1], case.point.dims)  # ‖g‖ / ⟨∇S, ĝ⟩ = c when g = c·∇S
+    quantities = named_quantities(case.names, case.values, case.point.dims)
+    return factor_hint(along[0] / along[1], quantities)  # ‖g‖ / ⟨∇S, ĝ⟩ = c when g = c·∇S
 
 
 CHECK = Check.of("gradient_scaled", check_gradient_scaled)

@@ -10,19 +10,24 @@ from torch.autograd.function import once_differentiable
 
 
 class CrossEntropyLoss(Function):
-    """mean_i −log softmax(logits_i)[target_i]; d/d logits = (softmax − onehot) / N."""
+    """mean over targets ≠ ignore_index of −log softmax(logits_i)[target_i];
+    d/d logits = (softmax − onehot) / count on those rows, 0 on ignored rows."""
 
     @staticmethod
-    def forward(ctx: Any, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, logits: torch.Tensor, target: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+        valid = target != ignore_index
+        safe = target.where(valid, torch.zeros_like(target))  # gather needs an index in range
         log_probs = logits.log_softmax(dim=-1)
-        ctx.save_for_backward(log_probs, target)
-        return -log_probs.gather(-1, target.unsqueeze(-1)).mean()
+        picked = -log_probs.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+        count = valid.sum()
+        ctx.save_for_backward(log_probs, safe, valid, count)
+        return (picked * valid).sum() / count  # nan when every target is ignored, as in torch
 
     @staticmethod
     @once_differentiable  # backward uses forward's intermediates, so it is not differentiable itself
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
-        log_probs, target = ctx.saved_tensors
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        log_probs, safe, valid, count = ctx.saved_tensors
         grad = log_probs.exp()
-        grad.scatter_add_(-1, target.unsqueeze(-1), -torch.ones_like(grad[..., :1]))
-        n = target.numel()
-        return grad * (grad_output / n), None
+        grad.scatter_add_(-1, safe.unsqueeze(-1), -torch.ones_like(grad[..., :1]))
+        grad = grad * valid.unsqueeze(-1)
+        return grad * (grad_output / count), None, None

@@ -20,7 +20,8 @@ def render(report: Report, **_: Any) -> str:
         f"## lossctl: {verdict}",
         "",
         f"{counts[Status.PASSED]} passed · {counts[Status.FAILED]} failed · {counts[Status.ERROR]} errors · "
-        f"{counts[Status.SKIPPED]} skipped · {len(report.cases)} cases · torch {report.environment.torch} · "
+        f"{counts[Status.SKIPPED]} skipped · {len(report.cases)} case{'s' * (len(report.cases) != 1)} · "
+        f"torch {report.environment.torch} · "
         f"{report.environment.device}",
         "",
         "| case | Function | passed | failed | errors | skipped |",

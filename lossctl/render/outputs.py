@@ -46,10 +46,12 @@ def plan_outputs(formats: Sequence[Format], outputs: Sequence[Path]) -> OutputPl
     return OutputPlan(stdout=rest[0] if rest else Format.TABLE, files=files, stamps=stamps)
 
 
-def write_outputs(report: Report, plan: OutputPlan, *, verbose: bool, console: Console, err: Console) -> None:
+def write_outputs(
+    report: Report, plan: OutputPlan, *, verbose: bool, console: Console, err: Console, quiet: bool = False
+) -> None:
     """Print the stdout format, then write each file atomically; a failed write raises WriteError
     (after the others are written and the table is printed, so nothing else is lost)."""
-    _print_stdout(report, plan, verbose=verbose, console=console, err=err)
+    _print_stdout(report, plan, verbose=verbose, console=console, err=err, quiet=quiet)
     failed: list[WriteError] = []
     stamps = plan.stamps or (None,) * len(plan.files)
     for (fmt, path), before in zip(plan.files, stamps, strict=True):
@@ -66,8 +68,10 @@ def write_outputs(report: Report, plan: OutputPlan, *, verbose: bool, console: C
         raise failed[-1]
 
 
-def _print_stdout(report: Report, plan: OutputPlan, *, verbose: bool, console: Console, err: Console) -> None:
-    rendered = renderer(plan.stdout)(report, verbose=verbose)
+def _print_stdout(
+    report: Report, plan: OutputPlan, *, verbose: bool, console: Console, err: Console, quiet: bool
+) -> None:
+    rendered = renderer(plan.stdout)(report, verbose=verbose, quiet=quiet, width=console.width)
     if isinstance(rendered, str):
         sys.stdout.write(rendered)
     else:

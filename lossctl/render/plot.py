@@ -62,7 +62,10 @@ def write_plot(report: BenchReport, path: Path) -> None:
         if ax.lines:
             ax.legend(fontsize=8)
     fp = report.fingerprint
-    fig.suptitle(f"lossctl bench · {fp.device_name} · torch {fp.torch} · {fp.threads} threads", fontsize=10)
+    fig.suptitle(
+        f"lossctl bench · {fp.device_name} · torch {fp.torch} · {fp.threads} thread{'s' * (fp.threads != 1)}",
+        fontsize=10,
+    )
     fig.tight_layout()
     try:
         fig.savefig(path, dpi=110)

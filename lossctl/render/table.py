@@ -20,7 +20,15 @@ STYLES = {
 }
 
 
-def render(report: Report, *, verbose: bool = False, **_: Any) -> RenderableType:
+def render(
+    report: Report, *, verbose: bool = False, quiet: bool = False, width: int | None = None, **_: Any
+) -> RenderableType:
+    """Default: one line per case and the failures (render/compact.py); `verbose`: the full table
+    of case × check with explanations and tracebacks."""
+    if not verbose:
+        from lossctl.render import compact
+
+        return compact.render(report, quiet=quiet, width=width)
     parts: list[RenderableType] = [results_table(report)]
     notes = [note for case in report.cases for note in case.notes]
     for note in dict.fromkeys(notes):  # once each, in order
@@ -32,11 +40,12 @@ def render(report: Report, *, verbose: bool = False, **_: Any) -> RenderableType
 
 def results_table(report: Report) -> Table:
     table = Table(show_lines=False, header_style="bold", expand=False)
-    table.add_column("case", overflow="fold")
-    table.add_column("check")
-    table.add_column("status")
+    # Only the detail column wraps: ids, statuses and figures stay whole at any width.
+    table.add_column("case", overflow="fold", max_width=24)
+    table.add_column("check", no_wrap=True)
+    table.add_column("status", no_wrap=True)
     table.add_column("detail", overflow="fold", ratio=1)
-    table.add_column("ms", justify="right")
+    table.add_column("ms", justify="right", no_wrap=True)
     for case in report.cases:
         for i, check in enumerate(case.checks):
             table.add_row(
@@ -68,7 +77,7 @@ def details(report: Report, *, verbose: bool) -> list[RenderableType]:
             continue
         parts.append(Text(f"\n{case.case} · {check.check} · {check.status.value.upper()}", style="bold"))
         if check.explain:
-            parts.append(Text(check.explain))
+            parts.append(Text(_clip_lines(check.explain)))
         for mismatch in check.data.get("mismatches", ()):
             if mismatch.get("heatmap"):
                 title = f"|expected − got| for `{mismatch['argument']}`"
@@ -76,6 +85,19 @@ def details(report: Report, *, verbose: bool) -> list[RenderableType]:
         if check.traceback:
             parts.append(Text(check.traceback, style="dim"))
     return parts
+
+
+EXPLAIN_LINES = 40
+"""Past this many lines an explanation (gradgradcheck prints whole Jacobians) is cut; the JSON
+report keeps it whole."""
+
+
+def _clip_lines(text: str) -> str:
+    lines = text.splitlines()
+    if len(lines) <= EXPLAIN_LINES:
+        return text
+    rest = len(lines) - EXPLAIN_LINES
+    return "\n".join([*lines[:EXPLAIN_LINES], f"… {rest} more lines in the JSON report (--format json)"])
 
 
 def summary(report: Report) -> Text:
