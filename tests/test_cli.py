@@ -13,7 +13,7 @@ def test_bundled_configs_pass(run_cli):
     # configs/*.yaml: the single-process examples (configs/distributed/ has its own tests)
     result = run_cli("check", *sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").glob("*.yaml")))
     assert result.exit_code == 0, result.output
-    assert "OK 5 passed" in result.stdout and "failed" not in result.stdout
+    assert "OK 7 passed" in result.stdout and "failed" not in result.stdout
     assert len(result.stdout.splitlines()) <= 25  # one line per case, a header and the totals
     for name in ("CustomLossFunction", "FocalLoss", "CrossEntropyLoss[N=64]"):
         assert name in result.stdout

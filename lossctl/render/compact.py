@@ -12,7 +12,7 @@ from rich.text import Text
 
 from lossctl.findings import Finding, case_findings
 from lossctl.paths import relative_path
-from lossctl.report import INVALID_SPEC, SETUP, CaseResult, Report, Status
+from lossctl.report import INVALID_SPEC, SETUP, VERIFIED, CaseResult, Report, Status
 
 MARKS = {
     Status.PASSED: ("✓", "green"),
@@ -44,6 +44,15 @@ def render(report: Report, *, quiet: bool = False, width: int | None = None) -> 
             for finding in findings:
                 lines.extend(_summary_lines(case, finding, width))
     notes = dict.fromkeys(note for case in report.cases for note in case.notes)
+    # An opted-out case passes, but the run still says that no gradient value was verified.
+    notes.update(
+        dict.fromkeys(
+            f"{case.case}: {check.detail}"
+            for case in report.cases
+            for check in case.checks
+            if check.check == VERIFIED and check.status is Status.SKIPPED
+        )
+    )
     if notes and not quiet:
         lines.append(Text(""))
         for note in notes:
