@@ -6,7 +6,7 @@
 #   DEVICE=cpu SMALL=1 benchmarks/gpu.sh # the same steps at toy sizes on the CPU: tests the plumbing only
 #
 # Steps, each under its own time limit (285 s in all) so one slow step cannot take the whole budget:
-#   1. the bundled suite: lossctl check configs/ and lossctl bench configs/ on the device
+#   1. the bundled suite: lossctl check configs/*.yaml and lossctl bench configs/*.yaml (single-process: one GPU) on the device
 #   2. the chunked linear+cross-entropy at N=8192, D=4096, V=128256 in bfloat16 against
 #      F.cross_entropy(h @ w.T): speed, peak memory ratio, % of roofline
 #   3. the cross-entropy example at [32768, 128256] in bfloat16 against F.cross_entropy
@@ -68,8 +68,8 @@ torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA device')
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee -a "$OUT/environment.txt"
 fi
 
-step suite-check 75 "${LOSSCTL[@]}" check configs/ --device "$DEVICE" -v
-step suite-bench 40 "${LOSSCTL[@]}" bench configs/ --device "$DEVICE" "${TIME[@]}" --save "$OUT/suite-bench.json"
+step suite-check 75 "${LOSSCTL[@]}" check configs/*.yaml --device "$DEVICE" -v
+step suite-bench 40 "${LOSSCTL[@]}" bench configs/*.yaml --device "$DEVICE" "${TIME[@]}" --save "$OUT/suite-bench.json"
 step linear-ce 70 "${LOSSCTL[@]}" bench benchmarks/linear_ce.yaml --device "$DEVICE" --dtype bfloat16 \
   "${LCE_DIMS[@]}" "${TIME[@]}" --save "$OUT/linear-ce.json"
 step cross-entropy 60 "${LOSSCTL[@]}" bench benchmarks/cross_entropy_large.yaml --device "$DEVICE" \

@@ -578,6 +578,7 @@ def _run_check(command: CheckCommand) -> ExitCode:
     from lossctl.flags import validate_check_command, validate_in_process_timeout, validate_selection
     from lossctl.limits import MAX_INPUT_BYTES
     from lossctl.render.outputs import plan_outputs, write_outputs
+    from lossctl.report import Report, environment_without_torch
     from lossctl.selection import count_invalid, invalid_spec_results, read_last_failed, update_last_failed
     from lossctl.settings import resolve_settings
     from lossctl.spec import check_input_memory
@@ -626,18 +627,25 @@ def _run_check(command: CheckCommand) -> ExitCode:
         invalid=invalid,
     )
     check_input_memory([job.spec for job in jobs], limit=None if command.allow_large else MAX_INPUT_BYTES)
-    from lossctl.runner import run_checks
-
-    options = replace(
-        settings.run_options(),
-        threads=command.threads,
-        keyword=command.keyword,
-        only=only,
-        exitfirst=command.exitfirst,
-        isolate_single=settings.jobs_given,  # one case needs no worker unless asked for
-    )
     if command.changed_since is not None:
         jobs = filter_changed(jobs, command.changed_since)
+    if jobs:
+        from lossctl.runner import run_checks
+
+        options = replace(
+            settings.run_options(),
+            threads=command.threads,
+            keyword=command.keyword,
+            only=only,
+            exitfirst=command.exitfirst,
+            isolate_single=settings.jobs_given,  # one case needs no worker unless asked for
+        )
+    else:  # nothing valid to run (only invalid specs, or no change): torch is never imported
+
+        def run_checks(*_: object) -> Report:
+            return Report(cases=(), environment=environment_without_torch(settings.device))
+
+        options = None
     if plan.stdout is Format.TABLE and err.is_terminal:
         with err.status("checking…") as status:
             done: set[str] = set()
@@ -661,7 +669,7 @@ def _run_check(command: CheckCommand) -> ExitCode:
     if not report.cases:
         if command.changed_since is not None and not jobs:
             why = f"no spec or Function changed since {command.changed_since}"
-        elif options.shard:
+        elif settings.shard:
             why = "this shard holds no case"
         else:
             why = "no case matches -k" if command.keyword else ""
@@ -669,7 +677,7 @@ def _run_check(command: CheckCommand) -> ExitCode:
     write_outputs(report, plan, verbose=command.verbose, quiet=command.quiet, console=Console(), err=err)
     if report.cases and not command.shard:
         update_last_failed(settings.project_root, report)
-    if command.repro is not None and not report.ok:
+    if command.repro is not None and not report.ok and jobs:
         from lossctl.repro import write_repro_scripts
 
         written = write_repro_scripts(report, jobs, command.repro, options)

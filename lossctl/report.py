@@ -96,6 +96,27 @@ class Environment:
     threads: int
 
 
+def environment_without_torch(device: str) -> Environment:
+    """Where a run happened that never imported torch (every spec was invalid): torch's version
+    from its package metadata."""
+    import os
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        torch_version = "not installed"
+    return Environment(
+        torch=torch_version,
+        python=platform.python_version(),
+        platform=platform.platform(),
+        device=device,
+        device_name=device,
+        threads=int(os.environ.get("OMP_NUM_THREADS", "1") or 1),
+    )
+
+
 @dataclass(frozen=True)
 class Report:
     cases: tuple[CaseResult, ...]

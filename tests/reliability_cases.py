@@ -210,7 +210,7 @@ BAD_INPUTS: tuple[BadInput, ...] = (
     BadInput("bench --min-time nan", "cli", ("bench", SQUARE, "--min-time", "nan"), 2, "--min-time must be positive"),
     BadInput("bench --max-time inf", "cli", ("bench", SQUARE, "--max-time", "inf"), 2, "--min-time must be positive"),
     BadInput("bench --dims N=0", "cli", ("bench", SQUARE, "--dims", "N=0"), 2, "is not NAME=SIZE"),
-    BadInput("bench --format junit", "cli", ("bench", SQUARE, "--format", "junit"), 2, "not available for bench"),
+    BadInput("bench --format junit", "cli", ("bench", SQUARE, "--format", "junit"), 2, "Invalid value"),
     BadInput("bench --seed -3", "cli", ("bench", SQUARE, "--seed", "-3"), 2, "--seed must be an integer"),
     # ------------------------------------------------------------------ paths and targets
     BadInput("check ''", "path", ("check", ""), 2, "an empty TARGET"),

@@ -10,7 +10,7 @@ from tests.conftest import REPO
 
 
 def test_bundled_configs_pass(run_cli):
-    # configs/*.yaml: the single-process examples (configs/distributed/ has its own tests)
+    # configs/distributed/ holds deliberately broken examples too (tests/test_distributed.py runs them)
     result = run_cli("check", *sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").glob("*.yaml")))
     assert result.exit_code == 0, result.output
     assert "OK 7 passed" in result.stdout and "failed" not in result.stdout

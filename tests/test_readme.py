@@ -33,7 +33,7 @@ SKIPPED = {
     "--dtype bfloat16": "times the sweep again in bfloat16: slow",
     "lossctl bench mymod.MyLoss": "the same flags as the cross_entropy --save/--compare pair, which runs",
     "--dims N=256,4096": "the sample output: the same flags as the --save command, which runs",
-    "specs/distributed/": "spawns rank processes (tests/test_distributed.py covers the distributed examples)",
+    "distributed/broken/": "spawns rank processes (tests/test_distributed.py covers the distributed examples)",
     "lossctl bench configs/ --no-cache": "times every bundled spec: slow",
     "leak.yaml": "a spec the README only describes (tests/test_reliability.py covers state leaks)",
     "--allow-large": "needs a spec with over 1 GiB of inputs (tests/test_reliability.py covers --allow-large)",

@@ -43,13 +43,16 @@ def test_bad_input(bad: BadInput, run_cli, tmp_path: Path) -> None:
     result = run_cli(*argv, cwd=tmp_path)
     elapsed = time.monotonic() - started
     assert result.exit_code == bad.exit_code, result.output
-    assert bad.message in result.output, result.output
+    # The report wraps long messages at the terminal's width: compare with whitespace folded.
+    assert " ".join(bad.message.split()) in " ".join(result.output.split()), result.output
     assert_clean(result.output)
     if bad.exit_code == 2 and not bad.table_printed and "Invalid value" not in bad.message:
         if "error:" in result.stderr:  # one clear message, and nothing ran
             assert result.stderr.count("error:") == 1 and "passed" not in result.stdout, result.output
-        else:  # a Function that cannot load: one setup ERROR row says why
-            assert len(re.findall(r"│ ERROR\s+│", result.stdout)) == 1 and "0 passed" in result.stdout, result.output
+        else:  # an invalid spec or a Function that cannot load: one ERROR says why, and nothing ran
+            summary = result.stdout.split("short summary")[-1]
+            assert len(re.findall(r"^\s+ERROR ", summary, re.M)) == 1, result.output
+            assert not re.search(r"checks: [1-9]\d* passed", result.stdout), result.output
     if bad.table_printed:
         assert "passed" in result.stdout or "fwd+bwd" in result.stdout, result.output
     if bad.kind == "yaml":
@@ -282,8 +285,8 @@ def test_a_billion_laughs_is_refused_before_torch_is_imported(tmp_path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", probe, str(spec)], capture_output=True, text=True, cwd=tmp_path, timeout=60
     )
-    assert done.stdout.split() == ["False", "2"], done
-    assert "expands to more than 100,000 nodes" in done.stderr
+    assert done.stdout.splitlines()[-1].split() == ["False", "2"], done
+    assert "expands to more than 100,000 nodes" in done.stdout.replace("\n  ", " ")
     assert time.monotonic() - started < 10  # generous: a loaded CI machine; typically 0.6 s
 
 

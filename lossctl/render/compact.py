@@ -102,7 +102,10 @@ def totals(report: Report, width: int) -> Text:
         _plural(counts[s], "error") if s is Status.ERROR else f"{counts[s]} {s.value}" for s in shown if counts[s]
     )
     seconds = sum(c.duration_ms for _, c in report.results()) / 1e3
-    verdict, style = ("OK", "bold green") if report.ok else ("FAILED", "bold red")
+    if report.interrupted:  # what finished may all have passed: the run itself did not
+        verdict, style = "INTERRUPTED", "bold yellow"
+    else:
+        verdict, style = ("OK", "bold green") if report.ok else ("FAILED", "bold red")
     body = f"{', '.join(cases) or 'nothing ran'} · checks: {checks or 'none ran'} · {seconds:.2f} s"
     lines = _wrapped(f"{verdict} {body}", width, indent="")
     text = Text(verdict, style=style)
