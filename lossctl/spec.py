@@ -58,6 +58,7 @@ CHECK_IDS = (
     "raw_backward",
     "gradcheck",
     "gradient_scaled",
+    "gradient_blocks",
     "linearity",
     "needs_input_grad",
     "determinism",

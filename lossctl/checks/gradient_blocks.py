@@ -1,0 +1,313 @@
+"""`gradient_blocks`: the gradient checked block by block (rows, chunks, tiles) and at every dim's
+boundary coordinates, at the size the spec names and within a time budget.
+
+In float64 (when the Function runs it): S(x) = ⟨v, f(x)⟩ with a seeded random cotangent v; for each
+differentiable input and dim, blocks cut at the first and last index, every power of two and the
+start of each usual tile width's last tile (lossctl.probing.block_edges); in each block, k random
+directions compare central differences with ⟨g, d⟩ relative to that block's own gradient; a failing
+run of blocks is bisected to its first and last wrong index; exact central differences on sampled
+coordinates include each dim's first and last index. Functions that refuse float64 (Triton-like
+kernels) get the Taylor-remainder test in their own dtype instead.
+
+The probe counts come from lossctl.probing.plan_probes, given one measured forward(+backward) and
+BUDGET_SECONDS; the detail says what was covered and the smallest error it catches.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import torch
+
+from lossctl.case import Case
+from lossctl.checks.base import Check
+from lossctl.checks.common import dtype_name, require_differentiable_inputs, runs_in_float64
+from lossctl.diagnose import factor_hint
+from lossctl.inputs import derive_seed
+from lossctl.probing import (
+    Block,
+    BlockProbe,
+    Plan,
+    Prober,
+    Region,
+    boundary_coordinates,
+    localize,
+    merge_failures,
+    partition,
+    plan_probes,
+    taylor_detectable,
+    taylor_test,
+)
+from lossctl.report import Outcome
+
+BUDGET_SECONDS = 30.0
+"""This check's share of a case's budget (the case default is 60 s) until the check context
+carries the case's remaining budget."""
+MAX_RUNS = 4
+"""Failing runs of blocks localized by bisection (each costs O(log n) probes)."""
+
+
+def check_gradient_blocks(case: Case) -> Outcome:
+    require_differentiable_inputs(case)
+    if runs_in_float64(case):
+        return _blockwise(case)
+    return _taylor(case)
+
+
+class _Setup:
+    """S(x) = ⟨v, f(x)⟩ on the case in one dtype, its analytical gradient, and the measured costs."""
+
+    def __init__(self, case: Case, dtype: torch.dtype | None) -> None:
+        self.case, self.dtype = case, dtype
+        self.values = case.fresh(dtype)
+        outputs = case.call(case.fresh(dtype), dtype)
+        self.positions = case.output_positions(outputs)
+        self.cotangents = case.random_cotangents([outputs[p] for p in self.positions], "gradient_blocks")
+        start = time.perf_counter()
+        _, grads = case.vjp(case.fresh(dtype), self.cotangents, dtype)
+        self.step_seconds = time.perf_counter() - start
+        self.grads = [None if g is None else g.detach() for g in grads]
+        self.inputs = [self.values[i].detach() for i in case.diff_indices]  # type: ignore[attr-defined]
+        start = time.perf_counter()
+        self.scalar(self.inputs)
+        self.forward_seconds = time.perf_counter() - start
+
+    def scalar(self, diff: Sequence[torch.Tensor]) -> float:
+        with torch.no_grad():
+            outs = self.case.call(self.case.substitute(self.values, diff), self.dtype)
+        return float(
+            sum(
+                float((outs[p].double() * v.double()).sum())
+                for p, v in zip(self.positions, self.cotangents, strict=True)
+            )
+        )
+
+    def shapes(self) -> list[tuple[int, ...]]:
+        return [tuple(t.shape) for t in self.inputs]
+
+    def plan(self, float64: bool) -> Plan:
+        return plan_probes(
+            self.shapes(),
+            forward_seconds=self.forward_seconds,
+            step_seconds=self.step_seconds,
+            budget_seconds=BUDGET_SECONDS,
+            float64=float64,
+        )
+
+
+def _blockwise(case: Case) -> Outcome:
+    setup = _Setup(case, torch.float64)
+    plan = setup.plan(float64=True)
+    tol = case.spec.tolerance
+    prober = Prober(
+        setup.scalar,
+        setup.inputs,
+        setup.grads,
+        eps=tol.eps,
+        tolerance=tol.rtol,
+        seed=derive_seed(case.seed, "gradient_blocks"),
+        directions=plan.directions,
+    )
+    probes = [prober.probe(block) for block in partition(setup.shapes())]
+    coordinates = []
+    per_input = plan.coordinates // max(len(setup.inputs), 1)
+    for position, shape in enumerate(setup.shapes()):
+        limit = math.prod(shape) if plan.every_coordinate else max(per_input, 1)
+        seed = derive_seed(case.seed, "gradient_blocks", "coordinates", position)
+        coordinates += [prober.coordinate(position, index) for index in boundary_coordinates(shape, limit, seed)]
+    failed_blocks = [p for p in probes if p.failed]
+    failed_coordinates = [c for c in coordinates if c.failed]
+    detectable = prober.detectable()
+    covered = _coverage(plan, len(probes), len(coordinates))
+    data: dict[str, object] = {
+        "plan": plan.to_dict(),
+        "blocks": len(probes),
+        "coordinates": len(coordinates),
+        "directions": plan.directions,
+        "detectable": detectable,
+        "worst_block_error": max((p.error for p in probes), default=0.0),
+        "worst_coordinate_error": max((c.error for c in coordinates), default=0.0),
+    }
+    if not failed_blocks and not failed_coordinates:
+        data["evaluations"] = prober.evaluations
+        data["cost_x_forward_backward"] = _cost(prober.evaluations, setup)
+        return Outcome.passed(
+            f"right in {covered}; detects ≥ {detectable:.0e} of a block's gradient; "
+            f"{prober.evaluations} forwards ≈ {_cost(prober.evaluations, setup):.0f}× one forward+backward",
+            data=data,
+        )
+    regions = [localize(prober, first, last) for first, last in merge_failures(failed_blocks)[:MAX_RUNS]]
+    data["evaluations"] = prober.evaluations
+    data["cost_x_forward_backward"] = _cost(prober.evaluations, setup)
+    data["regions"] = [_region_dict(case, r) for r in regions]
+    data["failed_blocks"] = [_block_dict(p) for p in failed_blocks]
+    data["failed_coordinates"] = [
+        {
+            "input": case.diff_names[c.input],
+            "index": list(c.index),
+            "numerical": c.numerical,
+            "analytical": c.analytical,
+        }
+        for c in failed_coordinates
+    ]
+    detail, hint = _explain(case, setup, regions, failed_coordinates)
+    return Outcome.failed(
+        f"{detail} ({len(failed_blocks)} of {len(probes)} blocks, {len(failed_coordinates)} of "
+        f"{len(coordinates)} coordinates wrong)",
+        hint=hint,
+        data=data,
+    )
+
+
+def _coverage(plan: Plan, blocks: int, coordinates: int) -> str:
+    coords = (
+        f"every one of {coordinates} coordinates"
+        if plan.every_coordinate
+        else (f"{coordinates} coordinates incl. every dim's first and last index")
+    )
+    return f"{blocks} blocks × {plan.directions} direction{'s' * (plan.directions > 1)} and {coords}"
+
+
+def _cost(evaluations: int, setup: _Setup) -> float:
+    return evaluations * setup.forward_seconds / setup.step_seconds if setup.step_seconds > 0 else float(evaluations)
+
+
+def _explain(case: Case, setup: _Setup, regions: list[Region], coordinates: list) -> tuple[str, str | None]:
+    """The most specific wrong region (smallest share of its dim) in the user's terms, and a hint."""
+    if not regions:
+        worst = max(coordinates, key=lambda c: c.error)
+        name = case.diff_names[worst.input]
+        return (
+            f"`{name}`{list(worst.index)}: expected {worst.numerical:.4g}, got {worst.analytical:.4g}",
+            None,
+        )
+    region = min(regions, key=lambda r: r.fraction)
+    name = case.diff_names[region.input]
+    shape = setup.shapes()[region.input]
+    where = region.describe(shape, _dim_name(case, name, region.dim))
+    verb = "is" if region.width == 1 or region.width == region.size else "are"
+    if region.factor is not None and region.factor == 0.0:
+        how = "backward's gradient there is zero"
+    elif region.factor is not None:
+        how = f"the gradient there is {region.factor:.3g}× the numerical one"
+    else:
+        how = f"off by {region.error:.2g} of the gradient's norm there"
+    hint = _hint(case, setup, region)
+    return f"`{name}`: {where} {verb} wrong: {how}", hint
+
+
+def _hint(case: Case, setup: _Setup, region: Region) -> str | None:
+    if region.factor is None:
+        return None
+    if region.factor == 0.0:
+        return "backward returns zeros there — a loop that stops early, or a mask off by one?"
+    if region.fraction == 1.0 and len(setup.cotangents) == 1 and setup.cotangents[0].numel() == 1:
+        v = float(setup.cotangents[0])
+        if v != 0 and math.isclose(region.factor, 1 / v, rel_tol=1e-3) and not math.isclose(v, 1.0, rel_tol=1e-3):
+            return f"backward ignores grad_output (the gradient is 1/grad_output = {region.factor:.3g}× off)"
+    if region.fraction < 1.0 and region.factor is not None:
+        base = factor_hint(region.factor, case.point.dims)
+        slice_note = "a bug in one slice: the last partial chunk or tile, or an offset in later tiles?"
+        return f"{base}; {slice_note}" if base else slice_note
+    return factor_hint(region.factor, case.point.dims)
+
+
+def _dim_name(case: Case, argument: str, dim: int) -> str | None:
+    arg = case.spec.args.get(argument)
+    shape = getattr(arg, "shape", None)
+    if shape and dim < len(shape) and isinstance(shape[dim], str):
+        return shape[dim]
+    return None
+
+
+def _region_dict(case: Case, region: Region) -> dict[str, object]:
+    return {
+        "input": case.diff_names[region.input],
+        "dim": region.dim,
+        "start": region.start,
+        "stop": region.stop,
+        "size": region.size,
+        "error": region.error,
+        "factor": region.factor,
+    }
+
+
+def _block_dict(probe: BlockProbe) -> dict[str, object]:
+    b = probe.block
+    return {
+        "input": b.input,
+        "dim": b.dim,
+        "start": b.start,
+        "stop": b.stop,
+        "error": probe.error,
+        "allowed": probe.allowed,
+    }
+
+
+def _taylor(case: Case) -> Outcome:
+    dtype = case.working_dtype
+    setup = _Setup(case, None)
+    plan = setup.plan(float64=False)
+    seed = derive_seed(case.seed, "gradient_blocks", "taylor")
+    results, evaluations = [], 0
+    for k in range(plan.directions):
+        result, calls = taylor_test(setup.scalar, setup.inputs, setup.grads, seed=seed + k)
+        results.append(("the whole gradient", result))
+        evaluations += calls
+    edges = [b for b in partition(setup.shapes()) if b.start == 0 or b.stop == setup.shapes()[b.input][b.dim]]
+    for i, block in enumerate(edges[: plan.taylor_blocks]):
+        result, calls = taylor_test(setup.scalar, setup.inputs, setup.grads, seed=seed + 100 + i, block=block)
+        results.append((_block_label(case, setup, block), result))
+        evaluations += calls
+    cost = _cost(evaluations, setup)
+    why = f"cannot run float64: Taylor-remainder test in {dtype_name(dtype)}"
+    data: dict[str, object] = {
+        "plan": plan.to_dict(),
+        "evaluations": evaluations,
+        "cost_x_forward_backward": cost,
+        "taylor": [
+            {"where": where, "rate": r.rate, "verdict": r.verdict, "noise": r.noise, "remainders": list(r.remainders)}
+            for where, r in results
+        ],
+    }
+    wrong = [(where, r) for where, r in results if r.verdict == "wrong"]
+    if wrong:
+        where, r = wrong[0]
+        size = r.first_order
+        amount = f"; first-order error ≈ {size:.2g}× ⟨g, d⟩'s spread" if size is not None else ""
+        return Outcome.failed(
+            f"{why}: the remainder falls {2**r.rate:.2g}× per halving of the step in {where} "
+            f"(4× for a right gradient, 2× for a wrong one){amount}",
+            hint="the gradient is wrong (a wrong gradient leaves a first-order remainder)",
+            data=data,
+        )
+    decided = [r for _, r in results if r.verdict == "right"]
+    detectable = taylor_detectable([r for _, r in results[: plan.directions]])
+    power = f"; detects ≥ {detectable:.0e} of the gradient" if detectable is not None else ""
+    if not decided:
+        return Outcome.skipped(
+            f"{why}: every remainder is at {dtype_name(dtype)}'s rounding floor (inconclusive)", data=data
+        )
+    return Outcome.passed(
+        f"{why}: remainder falls ~4× per halving in {len(decided)} of {len(results)} probes "
+        f"({plan.directions} directions, {len(results) - plan.directions} edge blocks){power}; "
+        f"{evaluations} forwards ≈ {cost:.0f}× one forward+backward",
+        data=data,
+    )
+
+
+def _block_label(case: Case, setup: _Setup, block: Block) -> str:
+    name = case.diff_names[block.input]
+    shape = setup.shapes()[block.input]
+    region = Region(block.input, block.dim, block.start, block.stop, shape[block.dim], 0.0, None)
+    return f"`{name}` {region.describe(shape, _dim_name(case, name, block.dim))}"
+
+
+CHECK = Check(
+    "gradient_blocks",
+    "the gradient per row/chunk/tile block and at boundary coordinates, within a time budget",
+    check_gradient_blocks,
+    default=False,
+)
