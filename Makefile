@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-parallel clean
+.PHONY: install demo test lint format bench bench-parallel bench-scale clean
 
 install: $(STAMP)
 
@@ -36,3 +36,6 @@ bench: install
 
 bench-parallel: install
 	$(BIN)/python benchmarks/parallel.py
+
+bench-scale: install
+	$(BIN)/python benchmarks/scale.py

@@ -110,20 +110,34 @@ def _blockwise(case: Case) -> Outcome:
         seed=derive_seed(case.seed, "gradient_blocks"),
         directions=plan.directions,
     )
-    probes = [prober.probe(block) for block in partition(setup.shapes())]
+    blocks = partition(setup.shapes())
+    deadline = time.perf_counter() + BUDGET_SECONDS
+    probes = []
+    for block in blocks:
+        if time.perf_counter() > deadline:
+            break
+        probes.append(prober.probe(block))
+        if probes[-1].failed and time.perf_counter() > deadline - BUDGET_SECONDS / 2:
+            break  # a confirmed failure decides the verdict: keep the rest of the time to localize it
     coordinates = []
     per_input = plan.coordinates // max(len(setup.inputs), 1)
     for position, shape in enumerate(setup.shapes()):
         limit = math.prod(shape) if plan.every_coordinate else max(per_input, 1)
         seed = derive_seed(case.seed, "gradient_blocks", "coordinates", position)
-        coordinates += [prober.coordinate(position, index) for index in boundary_coordinates(shape, limit, seed)]
+        for index in boundary_coordinates(shape, limit, seed):
+            if time.perf_counter() > deadline and coordinates:
+                break
+            coordinates.append(prober.coordinate(position, index))
     failed_blocks = [p for p in probes if p.failed]
     failed_coordinates = [c for c in coordinates if c.failed]
     detectable = prober.detectable()
     covered = _coverage(plan, len(probes), len(coordinates))
+    if len(probes) < len(blocks):
+        covered += f" (the {BUDGET_SECONDS:.0f} s budget ran out after {len(probes)} of {len(blocks)} blocks)"
     data: dict[str, object] = {
         "plan": plan.to_dict(),
         "blocks": len(probes),
+        "blocks_planned": len(blocks),
         "coordinates": len(coordinates),
         "directions": plan.directions,
         "detectable": detectable,
