@@ -338,11 +338,13 @@ class Prober:
         persisted = abs(again - numerical) <= 0.5 * abs(numerical - analytical)
         return CoordinateProbe(**{**result.__dict__, "confirmed": persisted})
 
-    def detectable(self) -> float:
+    def detectable(self, allowed: float | None = None) -> float:
         """The error, relative to a block's true gradient, that one block probe catches with
-        probability ≥ 1 − MISS_PROBABILITY at the largest allowance used so far: mean r² is exactly
-        ‖e‖²·χ²_k/k, and the scale it is divided by, ‖g_B‖, is at most (1 + X)·‖∇S_B‖."""
-        t = self.allowed / math.sqrt(chi2_quantile(MISS_PROBABILITY, self.directions) / self.directions)
+        probability ≥ 1 − MISS_PROBABILITY at an allowance (default: the largest used so far):
+        mean r² is exactly ‖e‖²·χ²_k/k, and the scale it is divided by, ‖g_B‖, is at most
+        (1 + X)·‖∇S_B‖."""
+        allowed = self.allowed if allowed is None else allowed
+        t = allowed / math.sqrt(chi2_quantile(MISS_PROBABILITY, self.directions) / self.directions)
         return t / (1.0 - t) if t < 1.0 else math.inf
 
 

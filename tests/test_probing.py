@@ -73,7 +73,7 @@ def test_correct_functions_pass_with_their_coverage_stated(check_function, funct
         (
             "ChunkedCrossEntropyLastChunkOwnMean",
             CHUNKED,
-            "`logits`: rows 128–149 of N=150 (the last 22 rows) are wrong: the gradient there is 6.82× the numerical",
+            "`logits`: rows 128–149 of N=150 (the last 22 rows) are wrong: the gradient there is 6.818× the numerical",
             "6.818× too large",
         ),
     ],
