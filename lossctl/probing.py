@@ -34,6 +34,9 @@ MISS_PROBABILITY = 0.01
 CONFIRM_STEP = 4.0
 """A suspicious probe is measured again with this many times the step: a wrong gradient gives the
 same difference, truncation error grows 16×, rounding shrinks 4×."""
+CONFIRM_ENOUGH = 2
+"""After this many confirmed mismatches the verdict is FAIL: later suspicious probes only shape
+the localisation and are taken as they are (no re-measuring)."""
 CLEAN = 16.0
 """A Taylor remainder counts when it is this far above the rounding floor: noise then moves a
 convergence rate by at most log2(17/15) ≈ 0.18, well inside the gap between 1 (wrong) and 2 (right)."""
@@ -254,6 +257,8 @@ class Prober:
         self.generator = torch.Generator().manual_seed(seed)
         self.unit = max(torch.finfo(t.dtype).eps for t in self.inputs) if self.inputs else 2.0**-52
         self.evaluations = 0
+        self.confirmed = 0
+        """Mismatches confirmed by re-measuring so far."""
         self.allowed = tolerance
         """The largest relative mismatch any block probe so far allowed (tolerance or rounding)."""
         self.base = self._evaluate()
@@ -309,9 +314,13 @@ class Prober:
         self.allowed = max(self.allowed, result.allowed if math.isfinite(result.allowed) else 0.0)
         if not result.suspicious:
             return result
+        if self.confirmed >= CONFIRM_ENOUGH:  # the verdict is decided; this only shapes the localisation
+            return BlockProbe(**{**result.__dict__, "confirmed": True})
         # one direction suffices to tell a persistent mismatch from truncation or rounding
         again = self._difference(block.input, index, ds[0].to(grad.device), self.eps * CONFIRM_STEP)[0]
-        return _with_confirmation(result, numerical[:1], [again])
+        result = _with_confirmation(result, numerical[:1], [again])
+        self.confirmed += result.confirmed
+        return result
 
     def fails(self, block: Block) -> BlockProbe | None:
         """Whether a block fails, with at most two directions (bisection asks O(log n) times)."""
@@ -334,8 +343,11 @@ class Prober:
         )
         if not result.suspicious:
             return result
+        if self.confirmed >= CONFIRM_ENOUGH:
+            return CoordinateProbe(**{**result.__dict__, "confirmed": True})
         again, _ = self._difference(position, index, unit, self.eps * CONFIRM_STEP)
         persisted = abs(again - numerical) <= 0.5 * abs(numerical - analytical)
+        self.confirmed += persisted
         return CoordinateProbe(**{**result.__dict__, "confirmed": persisted})
 
     def detectable(self, allowed: float | None = None) -> float:
@@ -393,7 +405,7 @@ def localize(prober: Prober, first: Block, last: Block) -> Region:
         else:
             hi = mid
     stop = lo + 1
-    summary = prober.probe(Block(first.input, first.dim, start, stop), directions=max(prober.directions, 3))
+    summary = prober.probe(Block(first.input, first.dim, start, stop), directions=2)
     return Region(first.input, first.dim, start, stop, size, summary.error, summary.factor())
 
 

@@ -91,15 +91,15 @@ def test_a_wrong_offset_in_later_tiles_is_localized_to_those_tiles(check_functio
     match = re.search(r"columns (\d+)–(\d+) of V=150", result.detail)
     assert match, result.detail
     first, last = map(int, match.groups())
-    # every target in columns ≥ 64 loses its −1; with 150 rows over 150 columns the first and last
-    # such target columns are near 64 and 149 (the exact ones depend on the drawn targets)
-    assert 64 <= first <= 70 and 140 <= last <= 149
+    # every target in columns ≥ 64 loses its −1: the first and last such target columns (which
+    # depend on the 60 drawn targets) bound the wrong region
+    assert 64 <= first <= 80 and 130 <= last <= 149
 
 
 def test_a_float32_only_function_gets_the_taylor_test(check_function):
     right = blocks_result(check_function, "Float32OnlyCrossEntropy", FLOAT32)
     assert right.status is Status.PASSED, right.detail
-    assert right.detail.startswith("cannot run float64: Taylor-remainder test in float32")
+    assert right.detail.startswith("cannot run float64 (TypeError): Taylor-remainder test in float32")
     assert "remainder falls ~4× per halving" in right.detail
     wrong = blocks_result(check_function, "Float32OnlyCrossEntropyIgnoresGradOutput", FLOAT32)
     assert wrong.status is Status.FAILED, wrong.detail
@@ -230,7 +230,7 @@ def softmax_ce(n: int, v: int, dtype: torch.dtype, seed: int = 0):
     return scalar, x, grad
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(3))
 def test_taylor_passes_a_right_float32_gradient_without_a_tolerance(seed):
     scalar, x, grad = softmax_ce(64, 300, torch.float32, seed)
     result, calls = taylor_test(scalar, [x], [grad], seed=seed)

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
-from lossctl.case import Case
+from lossctl.case import Case, NoDifferentiableOutput, float64_supported
 from lossctl.checks.base import Check
-from lossctl.checks.common import dtype_name, require_differentiable_inputs, runs_in_float64
+from lossctl.checks.common import dtype_name, require_differentiable_inputs
 from lossctl.diagnose import factor_hint
 from lossctl.inputs import derive_seed
 from lossctl.probing import (
@@ -51,28 +51,44 @@ MAX_RUNS = 4
 
 def check_gradient_blocks(case: Case) -> Outcome:
     require_differentiable_inputs(case)
-    if runs_in_float64(case):
-        return _blockwise(case)
-    return _taylor(case)
+    deadline = time.perf_counter() + BUDGET_SECONDS
+    if float64_supported(case.device):
+        leaves = case.fresh(torch.float64)
+        try:
+            outputs = _timed(lambda: case.call(leaves, torch.float64))
+        except Exception as error:  # a Triton-like kernel refuses float64: its own dtype, then
+            return _taylor(case, deadline, f"cannot run float64 ({type(error).__name__})")
+        return _blockwise(case, _Setup(case, torch.float64, leaves, outputs), deadline)
+    return _taylor(case, deadline, f"float64 is not supported on {case.device.type}")
+
+
+def _timed(call: Callable[[], tuple[object, ...]]) -> tuple[tuple[object, ...], float]:
+    start = time.perf_counter()
+    result = call()
+    return result, time.perf_counter() - start
 
 
 class _Setup:
-    """S(x) = ⟨v, f(x)⟩ on the case in one dtype, its analytical gradient, and the measured costs."""
+    """S(x) = ⟨v, f(x)⟩ on the case in one dtype, its analytical gradient, and the measured costs
+    (one forward, one forward+backward), from a forward already run on `leaves`."""
 
-    def __init__(self, case: Case, dtype: torch.dtype | None) -> None:
+    def __init__(
+        self, case: Case, dtype: torch.dtype | None, leaves: list[object], forward: tuple[tuple[object, ...], float]
+    ) -> None:
         self.case, self.dtype = case, dtype
         self.values = case.fresh(dtype)
-        outputs = case.call(case.fresh(dtype), dtype)
+        outputs, self.forward_seconds = forward
         self.positions = case.output_positions(outputs)
-        self.cotangents = case.random_cotangents([outputs[p] for p in self.positions], "gradient_blocks")
+        differentiable = [outputs[p] for p in self.positions]
+        if not differentiable:
+            raise NoDifferentiableOutput()
+        self.cotangents = case.random_cotangents(differentiable, "gradient_blocks")  # type: ignore[arg-type]
         start = time.perf_counter()
-        _, grads = case.vjp(case.fresh(dtype), self.cotangents, dtype)
-        self.step_seconds = time.perf_counter() - start
+        wrt = [leaves[i] for i in case.diff_indices]
+        grads = torch.autograd.grad(differentiable, wrt, self.cotangents, allow_unused=True)  # type: ignore[arg-type]
+        self.step_seconds = self.forward_seconds + time.perf_counter() - start
         self.grads = [None if g is None else g.detach() for g in grads]
         self.inputs = [self.values[i].detach() for i in case.diff_indices]  # type: ignore[attr-defined]
-        start = time.perf_counter()
-        self.scalar(self.inputs)
-        self.forward_seconds = time.perf_counter() - start
 
     def scalar(self, diff: Sequence[torch.Tensor]) -> float:
         with torch.no_grad():
@@ -87,20 +103,19 @@ class _Setup:
     def shapes(self) -> list[tuple[int, ...]]:
         return [tuple(t.shape) for t in self.inputs]
 
-    def plan(self, float64: bool) -> Plan:
+    def plan(self, float64: bool, seconds: float) -> Plan:
         return plan_probes(
             self.shapes(),
             forward_seconds=self.forward_seconds,
             step_seconds=self.step_seconds,
-            budget_seconds=BUDGET_SECONDS,
+            budget_seconds=max(seconds, 0.0),
             float64=float64,
         )
 
 
-def _blockwise(case: Case) -> Outcome:
-    setup = _Setup(case, torch.float64)
-    plan = setup.plan(float64=True)
+def _blockwise(case: Case, setup: _Setup, deadline: float) -> Outcome:
     tol = case.spec.tolerance
+    start = time.perf_counter()
     prober = Prober(
         setup.scalar,
         setup.inputs,
@@ -108,17 +123,17 @@ def _blockwise(case: Case) -> Outcome:
         eps=tol.eps,
         tolerance=tol.rtol,
         seed=derive_seed(case.seed, "gradient_blocks"),
-        directions=plan.directions,
     )
+    # the first forward ran cold (and recorded a graph): the no-grad one the probes repeat is the cost
+    setup.forward_seconds = min(setup.forward_seconds, time.perf_counter() - start)
+    plan = setup.plan(float64=True, seconds=deadline - time.perf_counter())
+    prober.directions = plan.directions
     blocks = partition(setup.shapes())
-    deadline = time.perf_counter() + BUDGET_SECONDS
     probes = []
     for block in blocks:
         if time.perf_counter() > deadline:
             break
         probes.append(prober.probe(block))
-        if probes[-1].failed and time.perf_counter() > deadline - BUDGET_SECONDS / 2:
-            break  # a confirmed failure decides the verdict: keep the rest of the time to localize it
     coordinates = []
     per_input = plan.coordinates // max(len(setup.inputs), 1)
     for position, shape in enumerate(setup.shapes()):
@@ -272,10 +287,11 @@ def _block_dict(probe: BlockProbe) -> dict[str, object]:
     }
 
 
-def _taylor(case: Case) -> Outcome:
+def _taylor(case: Case, deadline: float, why: str) -> Outcome:
     dtype = case.working_dtype
-    setup = _Setup(case, None)
-    plan = setup.plan(float64=False)
+    leaves = case.fresh()
+    setup = _Setup(case, None, leaves, _timed(lambda: case.call(leaves)))
+    plan = setup.plan(float64=False, seconds=deadline - time.perf_counter())
     seed = derive_seed(case.seed, "gradient_blocks", "taylor")
     results, evaluations = [], 0
     for k in range(plan.directions):
@@ -284,11 +300,13 @@ def _taylor(case: Case) -> Outcome:
         evaluations += calls
     edges = [b for b in partition(setup.shapes()) if b.start == 0 or b.stop == setup.shapes()[b.input][b.dim]]
     for i, block in enumerate(edges[: plan.taylor_blocks]):
+        if time.perf_counter() > deadline:
+            break
         result, calls = taylor_test(setup.scalar, setup.inputs, setup.grads, seed=seed + 100 + i, block=block)
         results.append((_block_label(case, setup, block), result))
         evaluations += calls
     cost = _cost(evaluations, setup)
-    why = f"cannot run float64: Taylor-remainder test in {dtype_name(dtype)}"
+    why = f"{why}: Taylor-remainder test in {dtype_name(dtype)}"
     data: dict[str, object] = {
         "plan": plan.to_dict(),
         "evaluations": evaluations,
