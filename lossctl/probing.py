@@ -70,32 +70,34 @@ class Block:
         return math.prod(shape) // max(shape[self.dim], 1) * self.width
 
 
-def block_edges(n: int) -> list[int]:
-    """Where to cut a dim of size n: its first and last index, every power of two, and the start of
-    the last (partial) tile for each usual tile width. O(log n) edges."""
+def block_edges(n: int, stride: int = 1) -> list[int]:
+    """Where to cut a dim of size n: its first and last index, every power of two (every
+    `stride`-th one when a budget asks for fewer blocks), and the start of the last (partial) tile
+    for each usual tile width. O(log n) edges."""
     edges = {0, n}
     if n > 1:
         edges |= {1, n - 1}
-    power = 2
+    power = 2**stride
     while power < n:
         edges.add(power)
-        power *= 2
+        power *= 2**stride
     for tile in TILE_SIZES:
         if tile < n:
             edges.add((n - 1) // tile * tile)
     return sorted(edges)
 
 
-def partition(shapes: Sequence[Sequence[int]]) -> list[Block]:
-    """Every input cut along every dim (of size > 1) at `block_edges`, shortest dims first."""
+def partition(shapes: Sequence[Sequence[int]], stride: int = 1) -> list[Block]:
+    """Every input cut along every dim (of size > 1) at `block_edges`: shortest dims first, and in
+    each dim the blocks nearest its ends first (where a budget that runs out should not)."""
     blocks = []
     for position, shape in enumerate(shapes):
-        # short dims first: their blocks (a column, a class) localize best when time runs out
         for dim, size in sorted(enumerate(shape), key=lambda item: item[1]):
             if size < 2:
                 continue
-            edges = block_edges(size)
-            blocks += [Block(position, dim, a, b) for a, b in itertools.pairwise(edges)]
+            edges = block_edges(size, stride)
+            cut = [Block(position, dim, a, b) for a, b in itertools.pairwise(edges)]
+            blocks += sorted(cut, key=lambda b, n=size: min(b.start, n - b.stop))
     return blocks
 
 
@@ -581,6 +583,8 @@ class Plan:
     method: str
     """'blocks' (float64 central differences) or 'taylor' (the working dtype's Taylor test)."""
     blocks: int
+    stride: int
+    """Block edges at every `stride`-th power of two (1: all of them)."""
     directions: int
     coordinates: int
     every_coordinate: bool
@@ -606,6 +610,7 @@ class Plan:
         return {
             "method": self.method,
             "blocks": self.blocks,
+            "stride": self.stride,
             "directions": self.directions,
             "coordinates": self.coordinates,
             "every_coordinate": self.every_coordinate,
@@ -648,6 +653,7 @@ def plan_probes(
         return Plan(
             "taylor",
             blocks=0,
+            stride=1,
             directions=directions,
             coordinates=0,
             every_coordinate=False,
@@ -660,19 +666,22 @@ def plan_probes(
             notes=tuple(notes),
         )
     every = numel <= FULL_MAX_ELEMENTS
-    for k in DIRECTION_CHOICES:
-        coordinates = numel if every else sum(min(math.prod(s), COORDINATES_PER_INPUT) for s in shapes)
-        evaluations = 1 + 2 * k * len(blocks) + 2 * coordinates
-        reserve = 2 * k * depth + 2 * 3
-        if evaluations + reserve <= available:
+    sampled = numel if every else sum(min(math.prod(s), COORDINATES_PER_INPUT) for s in shapes)
+    minimal = sum(min(math.prod(s), 2 * len(s)) for s in shapes)
+    # finer blocks before more directions: structure (a row, a tile) is what hides bugs
+    options = [(1, k, sampled) for k in DIRECTION_CHOICES] + [(stride, 1, minimal) for stride in (1, 2, 3, 4)]
+    for stride, k, coordinates in options:
+        count = len(partition(shapes, stride))
+        evaluations = 1 + 2 * k * count + 2 * coordinates
+        if evaluations <= available:
             break
     else:
-        coordinates = sum(min(math.prod(s), 2 * len(s)) for s in shapes)
-        evaluations = 1 + 2 * len(blocks) + 2 * coordinates
         notes.append(f"over budget: {evaluations} evaluations planned, about {available:.0f} fit")
+    reserve = 2 * min(k, 2) * depth + 4  # a failure's bisection, past the budget if need be
     return Plan(
         "blocks",
-        blocks=len(blocks),
+        blocks=count,
+        stride=stride,
         directions=k,
         coordinates=coordinates,
         every_coordinate=every,

@@ -42,7 +42,7 @@ from lossctl.probing import (
 )
 from lossctl.report import Outcome
 
-BUDGET_SECONDS = 30.0
+BUDGET_SECONDS = 25.0
 """This check's share of a case's budget (the case default is 60 s) until the check context
 carries the case's remaining budget."""
 MAX_RUNS = 4
@@ -128,7 +128,7 @@ def _blockwise(case: Case, setup: _Setup, deadline: float) -> Outcome:
     setup.forward_seconds = min(setup.forward_seconds, time.perf_counter() - start)
     plan = setup.plan(float64=True, seconds=deadline - time.perf_counter())
     prober.directions = plan.directions
-    blocks = partition(setup.shapes())
+    blocks = partition(setup.shapes(), plan.stride)
     probes = []
     for block in blocks:
         if time.perf_counter() > deadline:
