@@ -88,17 +88,17 @@ def block_edges(n: int, stride: int = 1) -> list[int]:
 
 
 def partition(shapes: Sequence[Sequence[int]], stride: int = 1) -> list[Block]:
-    """Every input cut along every dim (of size > 1) at `block_edges`: shortest dims first, and in
-    each dim the blocks nearest its ends first (where a budget that runs out should not)."""
-    blocks = []
+    """Every input cut along every dim (of size > 1) at `block_edges`, in the order to probe them:
+    in each dim the blocks nearest its ends first, and the dims interleaved (shortest first), so a
+    budget that runs out leaves every dim's ends probed."""
+    per_dim = []
     for position, shape in enumerate(shapes):
         for dim, size in sorted(enumerate(shape), key=lambda item: item[1]):
             if size < 2:
                 continue
-            edges = block_edges(size, stride)
-            cut = [Block(position, dim, a, b) for a, b in itertools.pairwise(edges)]
-            blocks += sorted(cut, key=lambda b, n=size: min(b.start, n - b.stop))
-    return blocks
+            cut = [Block(position, dim, a, b) for a, b in itertools.pairwise(block_edges(size, stride))]
+            per_dim.append(sorted(cut, key=lambda b, n=size: min(b.start, n - b.stop)))
+    return [block for row in itertools.zip_longest(*per_dim) for block in row if block is not None]
 
 
 # --------------------------------------------------------------------------- results
@@ -570,6 +570,8 @@ def taylor_detectable(results: Sequence[TaylorResult]) -> float | None:
 # --------------------------------------------------------------------------- the planner
 
 
+PROBE_OVERHEAD = 1.25
+"""An evaluation inside a probe costs this many forwards (drawing the direction, moving the block)."""
 FULL_MAX_ELEMENTS = 256
 """Up to this many input elements every coordinate is differenced (the full gradient of S)."""
 COORDINATES_PER_INPUT = 32
@@ -637,7 +639,8 @@ def plan_probes(
     every coordinate when tiny, else O(log numel) blocks × k directions plus sampled coordinates
     (k as large as fits, from 8 down to 1); in 'taylor' mode the whole tensor plus the edge blocks."""
     numel = sum(math.prod(s) for s in shapes)
-    available = budget_seconds / forward_seconds if forward_seconds > 0 else math.inf
+    cost = forward_seconds * PROBE_OVERHEAD
+    available = budget_seconds / cost if cost > 0 else math.inf
     blocks = partition(shapes)
     longest = max((max(s) for s in shapes if len(s)), default=1)
     depth = 2 * max(1, math.ceil(math.log2(max(longest, 2))))  # both ends of one failing run

@@ -263,6 +263,13 @@ def test_planner_differences_every_coordinate_when_tiny_and_fits_the_budget_when
     assert medium.directions == 4 and medium.evaluations + medium.localize_reserve <= 30 / 0.01
 
 
+def test_planner_coarsens_the_blocks_before_it_runs_past_the_budget():
+    plan = plan_probes([(10**6, 10)], forward_seconds=0.6, step_seconds=1.5, budget_seconds=25)
+    assert plan.stride > 1 and plan.evaluations <= 25 / 0.6
+    assert plan.blocks == len(partition([(10**6, 10)], plan.stride)) < len(partition([(10**6, 10)]))
+    assert {0, 1, 999424, 999936, 999999, 10**6} <= set(block_edges(10**6, plan.stride))
+
+
 def test_planner_picks_the_taylor_test_when_float64_is_out():
     plan = plan_probes([(4096, 2048)], forward_seconds=0.05, step_seconds=0.15, budget_seconds=30, float64=False)
     assert plan.method == "taylor" and plan.directions == 4 and plan.taylor_blocks == 4

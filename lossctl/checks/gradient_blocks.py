@@ -173,13 +173,14 @@ def _blockwise(case: Case, setup: _Setup, deadline: float) -> Outcome:
             f"right in {covered}; {power}; "
             f"{prober.evaluations} forwards ≈ {_cost(prober.evaluations, setup):.0f}× one forward+backward",
             data=data,
+            explain=_plan_text(plan, prober.evaluations, setup),
         )
     probed = {(p.block.input, p.block.dim) for p in probes}
     complete = {key for key in probed if all((b.input, b.dim) != key or b in done for b in blocks)}
-    # a dim the budget cut short would look localized where the probing merely stopped
-    runs = sorted(merge_failures(failed_blocks), key=lambda run: (run[0].input, run[0].dim) not in complete)
+    # the clearest runs first (bisection costs O(log n) each); a dim the budget cut short is
+    # flagged, as it may look localized where the probing merely stopped
+    runs = sorted(merge_failures(failed_blocks), key=lambda run: -_run_error(run, failed_blocks))
     regions = [localize(prober, first, last) for first, last in runs[:MAX_RUNS]]
-    regions = [r for r in regions if (r.input, r.dim) in complete] or regions
     data["evaluations"] = prober.evaluations
     data["cost_x_forward_backward"] = _cost(prober.evaluations, setup)
     data["regions"] = [_region_dict(case, r) for r in regions]
@@ -193,12 +194,31 @@ def _blockwise(case: Case, setup: _Setup, deadline: float) -> Outcome:
         }
         for c in failed_coordinates
     ]
-    detail, hint = _explain(case, setup, regions, failed_coordinates)
+    detail, hint = _explain(case, setup, regions, failed_coordinates, complete)
+    lines = [_plan_text(plan, prober.evaluations, setup), "wrong regions (bisected):"]
+    for r in regions:
+        name = case.diff_names[r.input]
+        where = r.describe(setup.shapes()[r.input], _dim_name(case, name, r.dim))
+        factor = f"{r.factor:.4g}× the numerical" if r.factor is not None else f"off by {r.error:.2g}"
+        lines.append(f"  `{name}` {where}: {factor}")
     return Outcome.failed(
         f"{detail} ({len(failed_blocks)} of {len(probes)} blocks, {len(failed_coordinates)} of "
         f"{len(coordinates)} coordinates wrong)",
         hint=hint,
+        explain="\n".join(lines),
         data=data,
+    )
+
+
+def _plan_text(plan: Plan, evaluations: int, setup: _Setup) -> str:
+    """The plan and what it cost, for -v."""
+    edges = "every power of two" if plan.stride == 1 else f"every {plan.stride}th power of two"
+    return (
+        f"plan: {plan.blocks} blocks (edges at each dim's ends, {edges}, last tiles of 64…4096) × "
+        f"{plan.directions} directions, {plan.coordinates} coordinates, budget {plan.budget_seconds:.0f} s; "
+        f"one forward {setup.forward_seconds * 1e3:.1f} ms, forward+backward {setup.step_seconds * 1e3:.1f} ms; "
+        f"spent {evaluations} forwards ≈ {_cost(evaluations, setup):.1f}× one forward+backward"
+        + "".join(f"; {note}" for note in plan.notes)
     )
 
 
@@ -215,8 +235,10 @@ def _cost(evaluations: int, setup: _Setup) -> float:
     return evaluations * setup.forward_seconds / setup.step_seconds if setup.step_seconds > 0 else float(evaluations)
 
 
-def _explain(case: Case, setup: _Setup, regions: list[Region], coordinates: list) -> tuple[str, str | None]:
-    """The most specific wrong region (smallest share of its dim) in the user's terms, and a hint."""
+def _explain(
+    case: Case, setup: _Setup, regions: list[Region], coordinates: list, complete: set[tuple[int, int]]
+) -> tuple[str, str | None]:
+    """The most telling wrong region in the user's terms, and a hint."""
     if not regions:
         worst = max(coordinates, key=lambda c: c.error)
         name = case.diff_names[worst.input]
@@ -224,7 +246,9 @@ def _explain(case: Case, setup: _Setup, regions: list[Region], coordinates: list
             f"`{name}`{list(worst.index)}: expected {worst.numerical:.4g}, got {worst.analytical:.4g}",
             None,
         )
-    region = min(regions, key=lambda r: r.fraction)
+    # the most clearly wrong region (by half-decades of error), then one from a dim probed to its
+    # end, then the narrowest: a last row at zero also tips every column block by its share
+    region = max(regions, key=lambda r: (_half_decades(r.error), (r.input, r.dim) in complete, -r.fraction))
     name = case.diff_names[region.input]
     shape = setup.shapes()[region.input]
     where = region.describe(shape, _dim_name(case, name, region.dim))
@@ -237,6 +261,19 @@ def _explain(case: Case, setup: _Setup, regions: list[Region], coordinates: list
         how = f"off by {region.error:.2g} of the gradient's norm there"
     hint = _hint(case, setup, region)
     return f"`{name}`: {where} {verb} wrong: {how}", hint
+
+
+def _run_error(run: tuple[Block, Block], failed: list[BlockProbe]) -> float:
+    first, last = run
+    return max(
+        p.error
+        for p in failed
+        if (p.block.input, p.block.dim) == (first.input, first.dim) and first.start <= p.block.start < last.stop
+    )
+
+
+def _half_decades(error: float) -> float:
+    return round(2 * math.log10(error)) if 0 < error < math.inf else (math.inf if error else -math.inf)
 
 
 def _hint(case: Case, setup: _Setup, region: Region) -> str | None:
