@@ -570,7 +570,7 @@ def taylor_detectable(results: Sequence[TaylorResult]) -> float | None:
 # --------------------------------------------------------------------------- the planner
 
 
-PROBE_OVERHEAD = 1.25
+PROBE_OVERHEAD = 1.5
 """An evaluation inside a probe costs this many forwards (drawing the direction, moving the block)."""
 FULL_MAX_ELEMENTS = 256
 """Up to this many input elements every coordinate is differenced (the full gradient of S)."""
@@ -672,7 +672,7 @@ def plan_probes(
     sampled = numel if every else sum(min(math.prod(s), COORDINATES_PER_INPUT) for s in shapes)
     minimal = sum(min(math.prod(s), 2 * len(s)) for s in shapes)
     # finer blocks before more directions: structure (a row, a tile) is what hides bugs
-    options = [(1, k, sampled) for k in DIRECTION_CHOICES] + [(stride, 1, minimal) for stride in (1, 2, 3, 4)]
+    options = [(1, k, sampled) for k in DIRECTION_CHOICES if k > 1] + [(stride, 1, minimal) for stride in (1, 2, 3, 4)]
     for stride, k, coordinates in options:
         count = len(partition(shapes, stride))
         evaluations = 1 + 2 * k * count + 2 * coordinates

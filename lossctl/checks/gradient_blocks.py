@@ -144,7 +144,6 @@ def _blockwise(case: Case, setup: _Setup, deadline: float) -> Outcome:
                 break
             coordinates.append(prober.coordinate(position, index))
     failed_blocks = [p for p in probes if p.failed]
-    done = {p.block for p in probes}
     failed_coordinates = [c for c in coordinates if c.failed]
     allowances = sorted(p.allowed for p in probes if math.isfinite(p.allowed))
     detectable = prober.detectable(allowances[len(allowances) // 2] if allowances else None)
@@ -175,12 +174,12 @@ def _blockwise(case: Case, setup: _Setup, deadline: float) -> Outcome:
             data=data,
             explain=_plan_text(plan, prober.evaluations, setup),
         )
-    probed = {(p.block.input, p.block.dim) for p in probes}
-    complete = {key for key in probed if all((b.input, b.dim) != key or b in done for b in blocks)}
-    # the clearest runs first (bisection costs O(log n) each); a dim the budget cut short is
-    # flagged, as it may look localized where the probing merely stopped
-    runs = sorted(merge_failures(failed_blocks), key=lambda run: -_run_error(run, failed_blocks))
-    regions = [localize(prober, first, last) for first, last in runs[:MAX_RUNS]]
+    # the clearest runs first (bisection costs O(log n) each)
+    runs = sorted(merge_failures(failed_blocks), key=lambda run: -_run_error(run, failed_blocks))[:MAX_RUNS]
+    passed = {p.block for p in probes if not p.failed}
+    # a run whose neighbours were not probed (the budget ran out) may end where probing stopped
+    closed = [_bounded(first, last, passed, setup.shapes()[first.input][first.dim]) for first, last in runs]
+    regions = [localize(prober, first, last) for first, last in runs]
     data["evaluations"] = prober.evaluations
     data["cost_x_forward_backward"] = _cost(prober.evaluations, setup)
     data["regions"] = [_region_dict(case, r) for r in regions]
@@ -194,7 +193,7 @@ def _blockwise(case: Case, setup: _Setup, deadline: float) -> Outcome:
         }
         for c in failed_coordinates
     ]
-    detail, hint = _explain(case, setup, regions, failed_coordinates, complete)
+    detail, hint = _explain(case, setup, list(zip(regions, closed, strict=True)), failed_coordinates)
     lines = [_plan_text(plan, prober.evaluations, setup), "wrong regions (bisected):"]
     for r in regions:
         name = case.diff_names[r.input]
@@ -236,7 +235,7 @@ def _cost(evaluations: int, setup: _Setup) -> float:
 
 
 def _explain(
-    case: Case, setup: _Setup, regions: list[Region], coordinates: list, complete: set[tuple[int, int]]
+    case: Case, setup: _Setup, regions: list[tuple[Region, bool]], coordinates: list
 ) -> tuple[str, str | None]:
     """The most telling wrong region in the user's terms, and a hint."""
     if not regions:
@@ -246,9 +245,10 @@ def _explain(
             f"`{name}`{list(worst.index)}: expected {worst.numerical:.4g}, got {worst.analytical:.4g}",
             None,
         )
-    # the most clearly wrong region (by half-decades of error), then one from a dim probed to its
-    # end, then the narrowest: a last row at zero also tips every column block by its share
-    region = max(regions, key=lambda r: (_half_decades(r.error), (r.input, r.dim) in complete, -r.fraction))
+    # the narrowest region whose bounds were verified, among those with an error of the largest's
+    # order (a wrong last row also tips every column block, by its 1/√N share)
+    largest = max(r.error for r, _ in regions)
+    region, closed = max(regions, key=lambda rc: (rc[1], rc[0].error >= 0.1 * largest, -rc[0].fraction))
     name = case.diff_names[region.input]
     shape = setup.shapes()[region.input]
     where = region.describe(shape, _dim_name(case, name, region.dim))
@@ -260,7 +260,15 @@ def _explain(
     else:
         how = f"off by {region.error:.2g} of the gradient's norm there"
     hint = _hint(case, setup, region)
-    return f"`{name}`: {where} {verb} wrong: {how}", hint
+    unverified = "" if closed else " (its bounds are where probing stopped: the budget ran out)"
+    return f"`{name}`: {where} {verb} wrong{unverified}: {how}", hint
+
+
+def _bounded(first: Block, last: Block, passed: set[Block], size: int) -> bool:
+    """Whether the blocks just outside a failing run were probed and passed (or are the dim's ends)."""
+    left = first.start == 0 or any((b.input, b.dim, b.stop) == (first.input, first.dim, first.start) for b in passed)
+    right = last.stop == size or any((b.input, b.dim, b.start) == (last.input, last.dim, last.stop) for b in passed)
+    return left and right
 
 
 def _run_error(run: tuple[Block, Block], failed: list[BlockProbe]) -> float:
@@ -270,10 +278,6 @@ def _run_error(run: tuple[Block, Block], failed: list[BlockProbe]) -> float:
         for p in failed
         if (p.block.input, p.block.dim) == (first.input, first.dim) and first.start <= p.block.start < last.stop
     )
-
-
-def _half_decades(error: float) -> float:
-    return round(2 * math.log10(error)) if 0 < error < math.inf else (math.inf if error else -math.inf)
 
 
 def _hint(case: Case, setup: _Setup, region: Region) -> str | None:
