@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-parallel bench-startup fuzz dist clean
+.PHONY: install demo test lint format bench bench-parallel bench-scale bench-startup fuzz dist clean
 
 install: $(STAMP)
 
@@ -49,3 +49,6 @@ bench-startup: install
 dist: install
 	rm -rf dist build
 	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
+
+bench-scale: install
+	$(BIN)/python benchmarks/scale.py

@@ -22,7 +22,7 @@ BIN = Path(sys.executable).parent
 TARGET = "lossctl.examples.seed.CustomLossFunction"
 BARE = f"""
 import torch
-from {TARGET.rsplit('.', 1)[0]} import {TARGET.rsplit('.', 1)[1]} as F
+from {TARGET.rsplit(".", 1)[0]} import {TARGET.rsplit(".", 1)[1]} as F
 a = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
 b = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
 torch.autograd.gradcheck(F.apply, (a, b))

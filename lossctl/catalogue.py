@@ -74,6 +74,12 @@ CATALOGUE: tuple[CheckInfo, ...] = (
         "analytical vs numerical gradient relative to the gradient's own scale (mean losses at large N)",
         verifies_gradient=True,
     ),
+    CheckInfo(
+        "gradient_blocks",
+        "the gradient per row/chunk/tile block and at boundary coordinates, within a time budget",
+        default=False,
+        verifies_gradient=True,
+    ),
     CheckInfo("linearity", "backward is linear in grad_output (scaled and summed upstream gradients)"),
     CheckInfo(
         "needs_input_grad",

@@ -227,7 +227,7 @@ def test_registry_matches_the_spec_ids():
     checks = registry()
     assert tuple(c.id for c in checks) == CHECK_IDS
     assert all(c.description for c in checks)
-    assert [c.id for c in checks if not c.default] == ["compile", "compile_agreement"]
+    assert [c.id for c in checks if not c.default] == ["gradient_blocks", "compile", "compile_agreement"]
 
 
 def test_spec_can_turn_checks_on_and_off(check_function):
