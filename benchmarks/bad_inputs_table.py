@@ -31,7 +31,10 @@ def first_line(stdout: str, stderr: str) -> str:
             return line.strip()
     lines = [line for line in stdout.splitlines() if line.strip()]
     verdicts = [line for line in lines if line.split(" ", 1)[0] in ("OK", "FAILED", "INTERRUPTED")]
-    errors = [line for line in lines if "│ ERROR" in line or "│ setup" in line]
+    # The report's short summary names each error in one line: `ERROR <case> · <message>`.
+    summary = stdout.split("short summary", 1)[1].splitlines() if "short summary" in stdout else []
+    errors = [line for line in summary if line.strip().startswith("ERROR ")]
+    errors += [line for line in lines if "│ ERROR" in line or "│ setup" in line]
     return (errors or verdicts or lines or ["(no output)"])[0].strip(" │")
 
 
@@ -46,7 +49,7 @@ def main() -> None:
             os.chdir(folder)
             started = time.perf_counter()
             try:
-                result = runner.invoke(app, argv, env=CLI_ENV, catch_exceptions=False)
+                result = runner.invoke(app, argv, env={**CLI_ENV, "COLUMNS": "200"}, catch_exceptions=False)
             finally:
                 os.chdir(home)
             took = time.perf_counter() - started
