@@ -10,10 +10,11 @@ from typing import Any
 import yaml
 
 from lossctl.errors import LossctlError
+from lossctl.limits import MAX_INPUT_BYTES
 from lossctl.report import Report, Status
 from lossctl.runner import run_checks
 from lossctl.settings import resolve_settings
-from lossctl.spec import Spec, Tolerance, ValueArg, load_specs
+from lossctl.spec import Spec, Tolerance, ValueArg, check_input_memory, load_specs
 from lossctl.suite import Job, collect
 
 
@@ -27,6 +28,7 @@ def check(
     seed: int | None = None,
     jobs: int = 0,
     allow_unverified_gradients: bool | None = None,
+    allow_large: bool = False,
 ) -> Report:
     """Run lossctl's checks and return the Report (never prints, never exits).
 
@@ -36,6 +38,7 @@ def check(
     nor a spec file, default inputs are built as on the command line. Raises LossctlError for
     misuse (invalid spec, unknown check id, unavailable device). The project config in the current
     directory (lossctl.yaml or [tool.lossctl]) applies as on the command line; arguments win.
+    A spec whose inputs need more than 1 GiB is refused unless `allow_large` (as --allow-large).
     """
     settings = resolve_settings(
         device=device,
@@ -47,6 +50,7 @@ def check(
     )
     options = settings.run_options()
     jobs_to_run = _jobs(target, spec, settings.tolerance)
+    check_input_memory([job.spec for job in jobs_to_run], limit=None if allow_large else MAX_INPUT_BYTES)
     if jobs > 0 and any(job.target is not None for job in jobs_to_run):
         raise LossctlError(
             "an object passed to lossctl.check runs in this process only (jobs=0)",
@@ -84,7 +88,12 @@ def assert_gradients(
     values = {**dict(zip(names, args, strict=True)), **kwargs}
     device = next((str(v.device) for v in values.values() if hasattr(v, "device")), "cpu")
     settings = resolve_settings(
-        device=device, seed=seed, checks=checks, skip=skip, allow_unverified_gradients=allow_unverified_gradients
+        device=device,
+        seed=seed,
+        checks=checks,
+        skip=skip,
+        jobs=0,  # the Function object itself runs: in this process (a test's local class cannot be pickled)
+        allow_unverified_gradients=allow_unverified_gradients,
     )
     spec = Spec(
         function=f"{getattr(function, '__module__', '')}.{name}",

@@ -575,7 +575,7 @@ def _run_check(command: CheckCommand) -> ExitCode:
     _quiet_torch_warnings()
     from lossctl.errors import SpecError, UsageError
     from lossctl.files import check_repro_folder
-    from lossctl.flags import validate_check_command, validate_in_process_timeout, validate_selection
+    from lossctl.flags import validate_check_command, validate_in_process_timeout
     from lossctl.limits import MAX_INPUT_BYTES
     from lossctl.render.outputs import plan_outputs, write_outputs
     from lossctl.report import Report, environment_without_torch
@@ -606,7 +606,6 @@ def _run_check(command: CheckCommand) -> ExitCode:
         config=command.config,
         world_size=_parse_world_size(command.world_size) if command.world_size is not None else None,
     )
-    validate_selection(settings.checks or (), settings.skip)
     validate_in_process_timeout(settings.jobs, command.timeout is not None)
     err = Console(stderr=True)
     only = None
@@ -638,7 +637,6 @@ def _run_check(command: CheckCommand) -> ExitCode:
             keyword=command.keyword,
             only=only,
             exitfirst=command.exitfirst,
-            isolate_single=settings.jobs_given,  # one case needs no worker unless asked for
         )
     else:  # nothing valid to run (only invalid specs, or no change): torch is never imported
 

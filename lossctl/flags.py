@@ -60,7 +60,7 @@ def validate_check_command(command: object) -> None:
     validate_device(getattr(command, "device", None))
 
 
-def validate_device(device: str | None) -> None:
+def validate_device(device: str | None, source: str = "--device") -> None:
     """An empty --device would fall back to the config's or auto: say it is empty instead."""
     if device is not None and not device.strip():
-        raise UsageError("--device: empty device name", hint="use cpu, cuda, cuda:N, mps or auto")
+        raise UsageError(f"{source}: empty device name", hint="use cpu, cuda, cuda:N, mps or auto")

@@ -60,12 +60,13 @@ class SpecFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         from lossctl.checks import select_checks
         from lossctl.errors import LossctlError
-        from lossctl.spec import load_spec_file, sweep
+        from lossctl.spec import check_input_memory, load_spec_file, sweep
         from lossctl.suite import Job
 
         try:
             settings = _settings(self.config)
             specs = load_spec_file(self.path, tolerance=settings.tolerance)
+            check_input_memory(specs)  # a spec from a pull request: the same 1 GiB bound as the CLI
         except LossctlError as error:
             yield InvalidSpec.from_parent(self, name="spec", message=str(error))
             return

@@ -12,7 +12,7 @@ import yaml
 from lossctl.errors import UsageError
 from lossctl.files import write_atomic
 from lossctl.paths import relative_path
-from lossctl.report import RUN, SETUP, Report
+from lossctl.report import RUN, SETUP, VERIFIED, Report
 from lossctl.spec import spec_to_dict
 from lossctl.suite import Job
 
@@ -61,7 +61,8 @@ def write_repro_scripts(report: Report, jobs: Sequence[Job], directory: Path, op
     by_spec = {(job.spec.source, job.spec.name): job for job in jobs}
     written = []
     for case, result in report.results():
-        if not result.status.is_problem or result.check in (SETUP, RUN):
+        # `verified` reports that nothing was checked: there is no failing computation to replay.
+        if not result.status.is_problem or result.check in (SETUP, RUN, VERIFIED):
             continue
         job = by_spec.get((case.source, case.spec))
         if job is None or job.target is not None:

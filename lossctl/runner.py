@@ -139,9 +139,10 @@ def crash_result(task: Task, options: RunOptions, message: str, duration_ms: flo
 
 def warm_up(device: torch.device) -> None:
     """Pay autograd's one-time start-up (lazy imports, thread pools) before anything is timed."""
-    x = torch.ones(2, device=device, dtype=torch.float64, requires_grad=True)
-    y = x * x
-    torch.autograd.grad([y], [x], [torch.ones_like(y)])  # explicit grad_outputs import more
+    with torch.enable_grad():  # the Python API may be called under torch.no_grad()
+        x = torch.ones(2, device=device, dtype=torch.float64, requires_grad=True)
+        y = x * x
+        torch.autograd.grad([y], [x], [torch.ones_like(y)])  # explicit grad_outputs import more
 
 
 def warm_up_for(options: RunOptions) -> None:

@@ -154,15 +154,14 @@ def count_invalid(report: Report) -> int:
 
 def select_tasks(tasks: Sequence[T], *, keyword: str | None, only: Collection[str] | None) -> list[T]:
     """The tasks (runner.Task: `.job.spec`, `.point`) whose case id matches `keyword` and, with
-    `only`, whose case key is in it."""
+    `only` (--lf), whose case key is in it — or all of them when none of these failed last time
+    (as pytest's --lf: a selection that matches nothing must not pass silently)."""
     match = keyword_matcher(keyword) if keyword else None
-    kept = []
+    matching = []
     for task in tasks:
         spec = task.job.spec  # type: ignore[attr-defined]
         name = case_id(spec, task.point)  # type: ignore[attr-defined]
-        if match is not None and not match(name):
-            continue
-        if only is not None and case_key(spec.source, spec.function, name) not in only:
-            continue
-        kept.append(task)
-    return kept
+        if match is None or match(name):
+            matching.append((task, case_key(spec.source, spec.function, name)))
+    failed_before = [task for task, key in matching if only is not None and key in only]
+    return failed_before if failed_before else [task for task, _ in matching]

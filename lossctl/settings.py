@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lossctl.config import ProjectConfig, load_config
 from lossctl.errors import UsageError
-from lossctl.flags import validate_timeout
+from lossctl.flags import validate_device, validate_seed, validate_selection, validate_timeout
 
 DEFAULT_DEVICE = "auto"
 DEFAULT_TIMEOUT_S = 300.0
@@ -68,6 +68,7 @@ class Settings:
             allow_unverified_gradients=self.allow_unverified_gradients,
             config_allows_unverified=self.config_allows_unverified,
             world_size=self.world_size,
+            isolate_single=self.jobs_given,  # one case runs in this process unless -j/jobs asked for workers
         )
 
 
@@ -88,6 +89,11 @@ def resolve_settings(
     """Flags (None: not given) over the project config (`project`, else loaded from `config` or
     the current directory) over lossctl's defaults. Raises UsageError for flags that make no sense."""
     project = project if project is not None else load_config(explicit=config)
+    # The same rules for every front end (CLI, pytest plugin, Python API), and for the config's values.
+    validate_seed(seed)
+    validate_device(device)
+    validate_device(project.device, "the config's device")
+    validate_selection(tuple(checks or ()), (*project.skip, *skip))
     validate_timeout(timeout, "--timeout")
     if timeout is None:
         timeout = project.timeout or DEFAULT_TIMEOUT_S

@@ -31,12 +31,32 @@ def _set_anomaly(value: tuple[bool, bool]) -> None:
 
 
 def _autocast(device: str) -> Setting:
-    def get() -> tuple[bool, torch.dtype]:
-        return torch.is_autocast_enabled(device), torch.get_autocast_dtype(device)
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4: one API for every device type
 
-    def put(value: tuple[bool, torch.dtype]) -> None:
-        torch.set_autocast_enabled(device, value[0])
-        torch.set_autocast_dtype(device, value[1])
+        def get() -> tuple[bool, torch.dtype]:
+            return torch.is_autocast_enabled(device), torch.get_autocast_dtype(device)
+
+        def put(value: tuple[bool, torch.dtype]) -> None:
+            torch.set_autocast_enabled(device, value[0])
+            torch.set_autocast_dtype(device, value[1])
+
+    elif device == "cpu":  # torch 2.2-2.3
+
+        def get() -> tuple[bool, torch.dtype]:
+            return torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+
+        def put(value: tuple[bool, torch.dtype]) -> None:
+            torch.set_autocast_cpu_enabled(value[0])
+            torch.set_autocast_cpu_dtype(value[1])
+
+    else:
+
+        def get() -> tuple[bool, torch.dtype]:
+            return torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype()
+
+        def put(value: tuple[bool, torch.dtype]) -> None:
+            torch.set_autocast_enabled(value[0])
+            torch.set_autocast_gpu_dtype(value[1])
 
     return Setting(f"autocast ({device})", get, put)
 
@@ -60,9 +80,16 @@ def _cuda_rng() -> Setting:
     return Setting("CUDA RNG state", get, put, reported=False)
 
 
+_DEFAULT_DEVICE = (
+    # torch.get_default_device exists from torch 2.3; before it a Function cannot read it back either.
+    (Setting("default device", torch.get_default_device, torch.set_default_device),)
+    if hasattr(torch, "get_default_device")
+    else ()
+)
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("default dtype", torch.get_default_dtype, torch.set_default_dtype),
-    Setting("default device", torch.get_default_device, torch.set_default_device),
+    *_DEFAULT_DEVICE,
     Setting("grad mode", torch.is_grad_enabled, torch.set_grad_enabled),
     Setting(
         "deterministic algorithms",

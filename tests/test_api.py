@@ -51,3 +51,44 @@ def test_importing_lossctl_does_not_import_torch():
     code = "import sys, lossctl; assert 'torch' not in sys.modules; print(lossctl.__version__)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_assert_gradients_runs_a_local_function_in_this_process():
+    """A Function class defined inside a test cannot be pickled to a worker: it runs in-process."""
+
+    class LocalSquare(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return 2 * x * g
+
+    x = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    assert lossctl.assert_gradients(LocalSquare, x, checks=["gradcheck"]).ok
+
+
+def test_the_api_refuses_what_the_cli_refuses_and_runs_under_no_grad():
+    for bad in ({"seed": -1}, {"checks": ["forward"], "skip": ["forward"]}, {"device": ""}):
+        with pytest.raises(LossctlError):
+            lossctl.check("tests.fns.Square", **bad)
+    with torch.no_grad():
+        assert lossctl.check("tests.fns.Square", checks=["forward", "gradcheck"]).ok
+
+
+def test_the_api_and_the_plugin_keep_the_input_memory_bound(tmp_path):
+    big = "function: tests.fns.Square\ndims: {N: 200000, C: 1000}\nargs: {x: {shape: [N, C]}}\n"  # 1.6 GB
+    with pytest.raises(LossctlError, match="--allow-large"):
+        lossctl.check(spec=big, checks=["forward"])
+    (tmp_path / "big.yaml").write_text(big)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--lossctl", str(tmp_path / "big.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert done.returncode == 1 and "1.0 GiB" in done.stdout and "1 failed" in done.stdout, done.stdout[-2000:]

@@ -110,3 +110,13 @@ def test_threads_one_for_small_cases_a_share_for_large_ones_or_as_asked():
 def test_threads_flag_is_validated(run_cli):
     result = run_cli("check", "tests.fns.Square", "--threads", "0")
     assert result.exit_code == 2 and "--threads must be 1 or more" in result.stderr
+
+
+def test_last_failed_with_no_failure_among_the_selected_runs_them_all(run_cli, tmp_path):
+    """--lf where the recorded failures are in other specs: run what was asked, never "OK, nothing ran"."""
+    write(tmp_path, "suite.yaml", SUITE.replace("tests.fns", "fns"))
+    (tmp_path / "fns.py").write_text((Path(__file__).parent / "fns.py").read_text(), encoding="utf-8")
+    assert run_cli("check", "suite.yaml", *FAST, cwd=tmp_path).exit_code == 1  # records flipped, zero
+    other = write(tmp_path, "other.yaml", "function: fns.Square\nargs: {x: {shape: [3]}}\n")
+    again = run_cli("check", str(other), *FAST, "--lf", "--format", "json", cwd=tmp_path)
+    assert again.exit_code == 0 and [case["case"] for case in json.loads(again.stdout)["cases"]] == ["Square"]

@@ -139,7 +139,7 @@ def _case_failures(case: CaseResult, findings: tuple[Finding, ...], width: int) 
         elif finding.title not in finding.checks and finding.checks[0] not in (SETUP, INVALID_SPEC):
             title += f" ({finding.checks[0]})"
         if finding.checks[0] == INVALID_SPEC:
-            title = "invalid spec (the other specs ran)"
+            title = "invalid spec (any valid specs still ran)"
         label = "ERROR" if finding.status is Status.ERROR else "FAILED"
         lines.extend(_wrapped(f"{label} {title}", width, indent="  ", style=STYLE_BY_STATUS[finding.status]))
         lines.extend(_wrapped(finding.detail, width, indent="    "))
@@ -186,7 +186,9 @@ def _counts(case: CaseResult) -> str:
     for check in case.checks:
         counts[check.status] += 1
     order = (Status.FAILED, Status.ERROR, Status.PASSED, Status.SKIPPED)
-    return ", ".join(f"{counts[s]} {s.value}" for s in order if counts[s])
+    return ", ".join(
+        _plural(counts[s], "error") if s is Status.ERROR else f"{counts[s]} {s.value}" for s in order if counts[s]
+    )
 
 
 def _duration(ms: float) -> str:
