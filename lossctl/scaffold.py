@@ -83,7 +83,20 @@ def _argument(p: inspect.Parameter, *, classes: bool, ignore_index: int | None) 
         if default is None or not isinstance(default, bool | int | float | str):
             return None  # forward's own default is used
         return _yaml_scalar(default)
+    if (plain := _PLAIN_BY_ANNOTATION.get(_annotation_name(p.annotation))) is not None:
+        return plain  # `delta: float` is a number, not a tensor to differentiate
     return "{shape: [N, C]}"  # predictions, logits and any other required parameter: floats
+
+
+_PLAIN_BY_ANNOTATION = {"float": "1.0", "int": "1", "bool": "false", "str": "mean"}
+"""A required parameter annotated with a plain type gets a plain value (edit it to what you use)."""
+
+
+def _annotation_name(annotation: object) -> str:
+    """`float` for `float` or the string "float" (postponed annotations)."""
+    if isinstance(annotation, str):
+        return annotation.strip()
+    return getattr(annotation, "__name__", "")
 
 
 def _yaml_scalar(value: bool | int | float | str) -> str:

@@ -78,3 +78,30 @@ def test_list_shows_what_a_spec_covers(run_cli, tmp_path):
     assert "configs/smoothed_ce.yaml" in rows["losses.py:SmoothedCE"]
     assert "none — lossctl init" in rows["losses.py:MaskedMSE"]
     assert run_cli("list", "nosuch_module_here", cwd=tmp_path).exit_code == 2
+
+
+def test_init_gives_annotated_plain_parameters_plain_values(tmp_path, monkeypatch):
+    """`delta: float` without a default is a number, not a tensor that requires grad (which would make
+    backward's missing gradient for it a false alarm)."""
+    from lossctl.scaffold import load_target, spec_text
+
+    (tmp_path / "scaffold_huber.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+
+            class Huber(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, x, t, delta: float, steps: int, mode: str):
+                    return torch.nn.functional.huber_loss(x, t, delta=delta)
+
+                @staticmethod
+                def backward(ctx, g):
+                    return g, None, None, None, None
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reference = "scaffold_huber.Huber"
+    args = yaml.safe_load(spec_text(reference, load_target(reference)))["args"]
+    assert args == {"x": {"shape": ["N", "C"]}, "t": {"shape": ["N", "C"]}, "delta": 1.0, "steps": 1, "mode": "mean"}
