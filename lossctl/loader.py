@@ -219,10 +219,10 @@ def format_user_traceback(exc: BaseException) -> str:
         return name.startswith(package) or "importlib" in name
 
     keep = [f for f in frames if not ours(f)]
-    if not keep and isinstance(exc, SyntaxError):  # the file's text is the problem, not a call
+    if not keep:  # a SyntaxError in the file's text, or a call lossctl made (a constructor's arguments)
         return "".join(traceback.format_exception_only(type(exc), exc)).rstrip()
     lines = ["Traceback (most recent call last):\n"]
-    lines += traceback.format_list(keep or frames)
+    lines += traceback.format_list(keep)
     lines += traceback.format_exception_only(type(exc), exc)
     return "".join(lines).rstrip()
 

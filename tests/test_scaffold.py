@@ -105,3 +105,14 @@ def test_init_gives_annotated_plain_parameters_plain_values(tmp_path, monkeypatc
     reference = "scaffold_huber.Huber"
     args = yaml.safe_load(spec_text(reference, load_target(reference)))["args"]
     assert args == {"x": {"shape": ["N", "C"]}, "t": {"shape": ["N", "C"]}, "delta": 1.0, "steps": 1, "mode": "mean"}
+
+
+def test_init_on_a_module_needing_constructor_arguments_says_so_without_lossctl_frames(run_cli, tmp_path):
+    (tmp_path / "mods.py").write_text(
+        "from torch import nn\n\n\nclass NeedsArg(nn.Module):\n"
+        "    def __init__(self, margin):\n        super().__init__()\n        self.margin = margin\n\n"
+        "    def forward(self, pred, target):\n        return (self.margin - pred * target).relu().mean()\n"
+    )
+    result = run_cli("init", "mods.py:NeedsArg", cwd=tmp_path)
+    assert "missing 1 required positional argument: 'margin'" in result.output, result.output
+    assert "lossctl/runner.py" not in result.output and "Traceback" not in result.output
