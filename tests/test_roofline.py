@@ -185,3 +185,12 @@ def test_a_saved_run_without_roofline_figures_still_compares(run_cli, tmp_path):
     assert again.exit_code == 0, again.output
     (comparison,) = json.loads(again.stdout)["comparisons"]
     assert comparison["case"] == "Square" and comparison["before_s"] > 0
+
+
+def test_a_figure_above_the_roofline_is_marked_not_claimed():
+    from lossctl.render.roofline_table import fmt_percent
+    from lossctl.roofline import Figures
+
+    under = Figures(seconds=2.0, bytes=10, flops=0, roofline_s=1.0, bound="memory")
+    over = Figures(seconds=1.0, bytes=10, flops=0, roofline_s=1.5, bound="memory")
+    assert str(fmt_percent(under)) == "50%" and str(fmt_percent(over)) == "150%*"

@@ -22,7 +22,10 @@ def fmt_percent(figures: Figures | None) -> Text:
     if figures is None:
         return Text("—", style="dim")
     percent = 100 * figures.fraction
-    return Text(f"{percent:.2g}%" if percent < 10 else f"{percent:.0f}%")
+    text = f"{percent:.2g}%" if percent < 10 else f"{percent:.0f}%"
+    # Above 100%: the working set stayed in cache, which is faster than the large copy the limit
+    # was measured with; the figure is a rate, not a claim of beating the hardware.
+    return Text(f"{text}*", style="yellow") if percent > 100 else Text(text)
 
 
 def roofline_table(report: BenchReport) -> RenderableType | None:
@@ -35,6 +38,7 @@ def roofline_table(report: BenchReport) -> RenderableType | None:
     )
     for column in ("case", "fwd", "bwd", "fwd+bwd", "GB/s", "FLOP/s", "bound"):
         table.add_column(column, justify="left" if column in ("case", "bound") else "right", no_wrap=column != "case")
+    above_roofline = False
     for case in report.cases:
         by_subject = case.against(limits)
         if case.error or not by_subject:
@@ -44,6 +48,7 @@ def roofline_table(report: BenchReport) -> RenderableType | None:
             rows.append(("  ↳ reference", by_subject["reference"]))
         for i, (label, phases) in enumerate(rows):
             phases = phases or {}
+            above_roofline = above_roofline or any(f is not None and f.fraction > 1 for f in phases.values())
             total = phases.get("forward_backward") or phases.get("forward")
             table.add_row(
                 label,
@@ -67,4 +72,9 @@ def roofline_table(report: BenchReport) -> RenderableType | None:
         + (f", matmul {rates}" if rates else "")
         + f" ({source}; --no-cache measures again)",
     ]
+    if above_roofline:
+        notes.append(
+            "*: above the measured roofline: the data stayed in cache (the limit is a large copy), or the limits "
+            "were measured on a busier machine (--no-cache measures again)"
+        )
     return Group(table, *(Text(note, style="dim") for note in notes))
