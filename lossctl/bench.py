@@ -27,6 +27,7 @@ from lossctl.case import Case, differentiable_outputs
 from lossctl.device import resolve_device
 from lossctl.errors import UsageError
 from lossctl.inputs import torch_dtype
+from lossctl.limits import MAX_DIM
 from lossctl.loader import describe_exception, format_user_traceback
 from lossctl.report import Environment
 from lossctl.roofline import Figures, Limits, PhaseWork, figures, least_work, machine_limits, measure_work
@@ -710,6 +711,8 @@ def parse_dims(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
                 values = ()
             if not sep or not name.strip().isidentifier() or not values or min(values) < 1:
                 raise UsageError(f"--dims: `{part}` is not NAME=SIZE[,SIZE…]", hint="e.g. --dims N=1024,4096,16384")
+            if max(values) > MAX_DIM:  # the spec's own bound on a size
+                raise UsageError(f"--dims: {name.strip()}={max(values):,} is more than {MAX_DIM:,} (2⁴⁰)")
             dims[name.strip()] = values
     return dims
 

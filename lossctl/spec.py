@@ -213,6 +213,8 @@ def input_bytes(spec: Spec, overrides: Mapping[str, Sequence[int]] | None = None
         if isinstance(arg, TensorArg):
             shape = [dims.get(s, 0) if isinstance(s, str) else s for s in arg.shape]
             total += math.prod(shape) * ITEM_BYTES[arg.dtype]
+    if not spec.args_given:  # default inputs: at least one float64 tensor over every dim (one per parameter)
+        total = max(total, math.prod(dims.values()) * ITEM_BYTES["float64"])
     return total, dims
 
 

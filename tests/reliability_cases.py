@@ -211,6 +211,14 @@ BAD_INPUTS: tuple[BadInput, ...] = (
     BadInput("bench --max-time inf", "cli", ("bench", SQUARE, "--max-time", "inf"), 2, "--min-time must be positive"),
     BadInput("bench --dims N=0", "cli", ("bench", SQUARE, "--dims", "N=0"), 2, "is not NAME=SIZE"),
     BadInput("bench --format junit", "cli", ("bench", SQUARE, "--format", "junit"), 2, "Invalid value"),
+    BadInput("bench --dims over 2⁴⁰", "cli", ("bench", SQUARE, "--dims", "N=1099511627777"), 2, "more than 1,099,511"),
+    BadInput(
+        "bench --dims: default inputs over 1 GiB",
+        "cli",
+        ("bench", SQUARE, "--dims", "N=100000000"),
+        2,
+        "more than the 1,073,741,824 bytes",
+    ),
     BadInput("bench --seed -3", "cli", ("bench", SQUARE, "--seed", "-3"), 2, "--seed must be an integer"),
     # ------------------------------------------------------------------ paths and targets
     BadInput("check ''", "path", ("check", ""), 2, "an empty TARGET"),
