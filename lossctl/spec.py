@@ -207,6 +207,8 @@ def input_bytes(spec: Spec, overrides: Mapping[str, Sequence[int]] | None = None
     """Bytes of the tensors the spec's largest case asks for, and that case's dims (sizes only
     grow the inputs, so the largest case takes every dim at its largest)."""
     sizes = {**spec.dims, **(overrides or {})}
+    if not spec.args_given:  # default inputs are [N, C]: the default sizes unless given
+        sizes = {**{name: (size,) for name, size in DEFAULT_DIMS.items()}, **sizes}
     dims = {name: max(values) for name, values in sizes.items()}
     total = 0
     for arg in spec.args.values():
