@@ -13,12 +13,9 @@ import torch
 
 from lossctl.device import clock, seed_device
 from lossctl.inputs import build_inputs, derive_seed
+from lossctl.settings import DEFAULT_BUDGET_S
 from lossctl.spec import CasePoint, Spec
 from lossctl.target import Target
-
-DEFAULT_BUDGET_S = 60.0
-"""Seconds a case's checks may take together (issue 9 wires `--budget`/`budget:` to it)."""
-
 
 SLOW_MODE_MAX_INPUTS = 2048
 """Up to this many input elements, gradcheck builds the full Jacobian (slow mode)."""

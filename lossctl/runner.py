@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -19,7 +20,7 @@ from lossctl.inputs import derive_seed
 from lossctl.loader import describe_exception, format_user_traceback, load_object
 from lossctl.report import RUN, SETUP, VERIFIED, CaseResult, CheckResult, Environment, Outcome, Report, Status
 from lossctl.selection import select_tasks
-from lossctl.settings import allows_unverified
+from lossctl.settings import DEFAULT_BUDGET_S, allows_unverified, case_budget
 from lossctl.spec import CasePoint, Spec, sweep, with_default_args
 from lossctl.suite import Job
 from lossctl.target import Target, classify
@@ -47,6 +48,9 @@ class RunOptions:
     """(K, N): run only the K-th of N deterministic slices of the cases (1-based)."""
     timeout: float = 300.0
     """Seconds a case may take in a worker before it is killed and reported."""
+    budget: float | None = None
+    """--budget: seconds each case's checks may take (None: the spec's `budget:`, else config_budget)."""
+    config_budget: float = DEFAULT_BUDGET_S
     allow_unverified_gradients: bool | None = None
     """Accept a case whose selected gradient checks all skipped (None: the spec, else the config, decides)."""
     config_allows_unverified: bool = False
@@ -267,6 +271,8 @@ def _run_job(
             if isinstance(item, SetupFailure):
                 results.append(_setup_failed(job.spec, seed, device, item, notes, on_result))
             else:
+                item.budget_s = case_budget(options.budget, job.spec.budget, options.config_budget)
+                item.started = time.monotonic()  # the budget is for the checks, not for building inputs
                 results.append(_run_case(item, checks, tuple(notes), on_result, allow))
     note = state_note(changed)
     return [replace(result, notes=(*result.notes, note)) for result in results] if note else results
