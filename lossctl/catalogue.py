@@ -38,6 +38,9 @@ class CheckInfo:
     """Options taken under `checks: {id: {...}}` in a spec; without any, only true/false."""
     verifies_gradient: bool = False
     """It compares gradient values with an independent truth (finite differences, float64)."""
+    at_scale: bool = False
+    """An opt-in check that also runs by default on a large case: one whose full Jacobian (a forward
+    per input element) would not fit the case's budget."""
 
     def option(self, name: str) -> Option:
         return next(o for o in self.options if o.name == name)
@@ -79,6 +82,7 @@ CATALOGUE: tuple[CheckInfo, ...] = (
         "the gradient per row/chunk/tile block and at boundary coordinates, within a time budget",
         default=False,
         verifies_gradient=True,
+        at_scale=True,
     ),
     CheckInfo("linearity", "backward is linear in grad_output (scaled and summed upstream gradients)"),
     CheckInfo(
@@ -169,9 +173,14 @@ def option_kind(check_id: str, name: str) -> OptionKind:
     return BY_ID[check_id].option(name).kind
 
 
+def default_label(check: CheckInfo) -> str:
+    """`on`, `opt-in`, or `at scale` (opt-in, and on by default for a large case)."""
+    return "on" if check.default else "at scale" if check.at_scale else "opt-in"
+
+
 def markdown_list() -> str:
     """The README's list of checks, generated from this table."""
     lines = ["| id | default | what it checks |", "|---|---|---|"]
     for c in CATALOGUE:
-        lines.append(f"| `{c.id}` | {'on' if c.default else 'opt-in'} | {c.description} |")
+        lines.append(f"| `{c.id}` | {default_label(c)} | {c.description} |")
     return "\n".join(lines)

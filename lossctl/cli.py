@@ -563,11 +563,12 @@ def list_checks() -> None:
     def show() -> ExitCode:
         from rich.table import Table
 
+        from lossctl.catalogue import default_label, info
         from lossctl.checks import registry
 
         table = Table("id", "default", "what it checks", header_style="bold")
         for item in registry():
-            table.add_row(item.id, "on" if item.default else "opt-in", item.description)
+            table.add_row(item.id, default_label(info(item.id)), item.description)
         from lossctl.distributed import DESCRIPTIONS
 
         for check_id, description in DESCRIPTIONS.items():  # run by specs with `world_size:`

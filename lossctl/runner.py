@@ -12,7 +12,7 @@ import torch
 from lossctl.case import NO_OUTPUT_HINT, Case, NoDifferentiableOutput, engine_rejection
 from lossctl.catalogue import CHECK_IDS
 from lossctl.catalogue import info as catalogue_info
-from lossctl.checks import select_checks
+from lossctl.checks import scale_checks, select_checks
 from lossctl.checks.base import Check, Skip
 from lossctl.device import clock, device_name, resolve_device, seed_device
 from lossctl.errors import LossctlError
@@ -259,6 +259,7 @@ def _run_job(
     points: Sequence[int] | None = None,
 ) -> list[CaseResult]:
     seed = job.spec.seed if options.seed is None else options.seed
+    at_scale = scale_checks(options.checks, options.skip, job.spec.checks, options.base_checks)
     notes = list(job.notes)
     results = []
     allow = allows_unverified(
@@ -273,7 +274,7 @@ def _run_job(
             else:
                 item.budget_s = case_budget(options.budget, job.spec.budget, options.config_budget)
                 item.started = time.monotonic()  # the budget is for the checks, not for building inputs
-                results.append(_run_case(item, checks, tuple(notes), on_result, allow))
+                results.append(_run_case(item, checks, tuple(notes), on_result, allow, at_scale))
     note = state_note(changed)
     return [replace(result, notes=(*result.notes, note)) for result in results] if note else results
 
@@ -339,6 +340,7 @@ def _run_case(
     notes: tuple[str, ...],
     on_result: OnResult | None,
     allow_unverified: bool = False,
+    at_scale: tuple[Check, ...] = (),
 ) -> CaseResult:
     results: list[CheckResult] = []
 
@@ -355,7 +357,7 @@ def _run_case(
                 record(_skipped(check.id, "forward raised (see the forward row)"))
     else:
         rejected: dict[str, str] = {}
-        for check in checks:
+        for check in with_scale_checks(case, checks, at_scale):
             record(_run_one(case, check.id, check.run, rejected))
         if (unverified := unverified_gradients(case, results, allow_unverified)) is not None:
             record(unverified)
@@ -373,6 +375,22 @@ def _run_case(
         source_file=file,
         source_line=line,
     )
+
+
+def with_scale_checks(case: Case, checks: tuple[Check, ...], at_scale: tuple[Check, ...]) -> tuple[Check, ...]:
+    """`checks`, plus the `at_scale` ones (in catalogue order) when the case is large: its full
+    Jacobian would not fit its budget, so gradcheck's fast mode (one random direction) and
+    gradient_scaled's few directions are all that would verify its gradient."""
+    if not at_scale or not case.diff_indices:
+        return checks
+    try:
+        large = case.full_jacobian_over_budget()
+    except Exception:  # forward or backward raises: the checks say so in their own rows
+        return checks
+    if not large:
+        return checks
+    order = {check_id: index for index, check_id in enumerate(CHECK_IDS)}
+    return tuple(sorted((*checks, *at_scale), key=lambda c: order.get(c.id, len(order))))
 
 
 ALLOW_UNVERIFIED_HINT = (

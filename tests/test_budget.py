@@ -85,3 +85,49 @@ def test_the_budget_reaches_the_checks_that_plan_by_it(run_cli, tmp_path):
     # half of what is left of the case's budget: the spec's 8 s, then --budget's 4 s
     assert 3.0 < plans[()] <= 4.0
     assert 1.0 < plans[("--budget", "4")] <= 2.0
+
+
+# --------------------------------------------------------------------------- checks that join at scale
+
+FEW = ("gradcheck", "gradient_scaled")
+"""The checks these tests keep (the rest skipped), so a case is quick yet gradient_blocks may join."""
+
+
+def run_mse(function: str, n: int, budget: float | None, extra: str = "", checks: tuple[str, ...] | None = None):
+    from lossctl.catalogue import CHECK_IDS
+    from lossctl.runner import RunOptions, run_checks
+    from lossctl.suite import Job
+
+    text = f"function: lossctl.examples.scale.{function}\n{MSE.replace('300', str(n))}\n{extra}"
+    (spec,) = load_specs(text, source="t.yaml")
+    skip = tuple(c for c in CHECK_IDS if c not in (*FEW, "gradient_blocks"))
+    options = RunOptions(device="cpu", budget=budget, skip=() if checks else skip, checks=checks)
+    (case,) = run_checks([Job(spec)], options).cases
+    return {r.check: r for r in case.checks}
+
+
+def test_scale_checks_join_only_when_nothing_chose_the_checks():
+    from lossctl.checks import scale_checks
+
+    assert [c.id for c in scale_checks()] == ["gradient_blocks"]
+    assert scale_checks(only=("gradcheck",)) == ()
+    assert scale_checks(skip=("gradient_blocks",)) == ()
+    assert scale_checks(spec={"gradient_blocks": False}) == ()
+    assert scale_checks(base=("gradcheck",)) == ()
+
+
+def test_a_large_case_gets_gradient_blocks_by_default_and_it_finds_the_last_row():
+    # 2·10⁵ elements: a full Jacobian (a forward each) cannot fit a 4 s budget
+    results = run_mse("MSELastRowZero", 20000, budget=4.0)
+    assert results["gradcheck"].status is Status.PASSED  # one random direction: blind to one row
+    blocks = results["gradient_blocks"]
+    assert blocks.status is Status.FAILED, blocks.detail
+    assert "row 19999 of N=20000 (the last one) is wrong" in blocks.detail
+    assert list(results) == ["gradcheck", "gradient_scaled", "gradient_blocks"]
+
+
+def test_a_small_case_or_a_spec_that_says_no_keeps_the_battery_as_it_was():
+    assert "gradient_blocks" not in run_mse("MSELastRowZero", 50, budget=None)
+    off = run_mse("MSELastRowZero", 20000, budget=4.0, extra="checks: {gradient_blocks: false}")
+    assert "gradient_blocks" not in off
+    assert "gradient_blocks" not in run_mse("MSELastRowZero", 20000, budget=4.0, checks=FEW)
