@@ -170,6 +170,10 @@ class CheckContext:
             self._cost_s = clock(self.device) - start
         return self._cost_s
 
+    def measured_cost_s(self) -> float | None:
+        """`cost_s()` if a check has measured it, else None (nothing is run)."""
+        return self._cost_s
+
     def remaining_s(self) -> float:
         """Seconds left of the case's budget."""
         return self.budget_s - (time.monotonic() - self.started)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -358,11 +359,13 @@ def _run_case(
     else:
         rejected: dict[str, str] = {}
         for check in with_scale_checks(case, checks, at_scale):
-            record(_run_one(case, check.id, check.run, rejected))
+            over = over_budget(case, check.id)
+            record(_skipped(check.id, over) if over else _run_one(case, check.id, check.run, rejected))
         if (unverified := unverified_gradients(case, results, allow_unverified)) is not None:
             record(unverified)
     file, line = case.target.source_location()
     return CaseResult(
+        resources=case_resources(case, results),
         case=case.id,
         spec=case.spec.name,
         function=case.spec.function,
@@ -391,6 +394,46 @@ def with_scale_checks(case: Case, checks: tuple[Check, ...], at_scale: tuple[Che
         return checks
     order = {check_id: index for index, check_id in enumerate(CHECK_IDS)}
     return tuple(sorted((*checks, *at_scale), key=lambda c: order.get(c.id, len(order))))
+
+
+def case_resources(case: Case, results: Sequence[CheckResult]) -> dict[str, float]:
+    """The case's budget, its measured forward+backward (when a check asked for it), its checks'
+    time and the process's peak resident memory so far (per case only when a worker runs one case)."""
+    resources = {"budget_s": case.budget_s, "checks_s": sum(r.duration_ms for r in results) / 1e3}
+    if case.measured_cost_s() is not None:
+        resources["forward_backward_s"] = case.measured_cost_s()
+    if (peak := peak_rss_mb()) is not None:
+        resources["peak_rss_mb"] = peak
+    return resources
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory in MB (None where the platform does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
+
+
+def over_budget(case: Case, check_id: str) -> str | None:
+    """Why a check is skipped before it starts: its cost (catalogue, in forward+backward passes of
+    this case) would overrun what is left of the case's budget. None: it may run."""
+    passes = catalogue_info(check_id).cost if check_id in CHECK_IDS else None
+    if passes is None or not case.diff_indices:
+        return None
+    try:
+        need = passes * case.cost_s()
+    except Exception:  # forward or backward raises: the check reports it in its own row
+        return None
+    left = case.remaining_s()
+    if need <= left:
+        return None
+    return (
+        f"would need ~{passes:g}× forward+backward ≈ {need:.0f} s, over the {max(left, 0.0):.0f} s left "
+        f"of the {case.budget_s:g} s budget; raise --budget"
+    )
 
 
 ALLOW_UNVERIFIED_HINT = (

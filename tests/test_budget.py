@@ -4,6 +4,7 @@ resolution, its validation, and that it reaches the checks that plan by it."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -131,3 +132,38 @@ def test_a_small_case_or_a_spec_that_says_no_keeps_the_battery_as_it_was():
     off = run_mse("MSELastRowZero", 20000, budget=4.0, extra="checks: {gradient_blocks: false}")
     assert "gradient_blocks" not in off
     assert "gradient_blocks" not in run_mse("MSELastRowZero", 20000, budget=4.0, checks=FEW)
+
+
+def test_a_check_that_cannot_fit_what_is_left_skips_saying_so(monkeypatch):
+    # a budget spent before the checks start: priced checks skip with their cost, the rest run
+    from lossctl.case import CheckContext
+
+    monkeypatch.setattr(CheckContext, "remaining_s", lambda self: 0.0)
+    results = run_mse("MeanSquaredError", 50, budget=None, checks=("backward", "gradcheck", "linearity"))
+    assert results["backward"].status is Status.PASSED
+    for check in ("gradcheck", "linearity"):
+        assert results[check].status is Status.SKIPPED
+        assert re.fullmatch(
+            r"would need ~\d+× forward\+backward ≈ \d+ s, over the 0 s left of the 60 s budget; raise --budget",
+            results[check].detail,
+        ), results[check].detail
+    # nothing verified a gradient value: said, never an OK
+    assert results["verified"].status is Status.FAILED
+
+
+def test_json_and_verbose_report_what_the_case_cost(run_cli, tmp_path):
+    spec = tmp_path / "mse.yaml"
+    spec.write_text(f"function: lossctl.examples.scale.MeanSquaredError\n{MSE}\n")
+    out = tmp_path / "report.json"
+    result = run_cli("check", str(spec), "--checks", "gradcheck", "-v", "-f", "json", "-o", str(out), "-f", "table")
+    assert result.exit_code == 0, result.output
+    (case,) = json.loads(out.read_text())["cases"]
+    resources = case["resources"]
+    assert resources["budget_s"] == 60.0
+    assert resources["peak_rss_mb"] > 10
+    assert 0 < resources["forward_backward_s"] < resources["checks_s"] + 1
+    assert re.search(
+        r"MeanSquaredError: checks [\d.]+ s of a 60 s budget, "
+        r"one forward\+backward [\d.e-]+ s \(\d+×\), peak RSS \d+ MB",
+        result.stdout,
+    )
