@@ -62,3 +62,18 @@ def test_a_small_case_keeps_the_element_by_element_diagnosis():
     assert "bisected" not in result.detail
     assert "`input`: 500/500 elements wrong" in result.detail
     assert "not rebuilt" not in result.data["gradcheck_message"]
+
+
+def test_the_last_partial_chunk_is_named_in_rows(tiny_budget):
+    text = (
+        "function: lossctl.examples.scale.ChunkedCrossEntropyLastChunkOwnMean\n"
+        "dims: {N: 300, V: 20}\n"
+        "args: {logits: {shape: [N, V]}, target: {shape: [N], dtype: int64, high: V}, chunk: 64}\n"
+    )
+    (spec,) = load_specs(text, source="t.yaml")
+    report = run_checks([Job(spec)], RunOptions(device="cpu", checks=("gradcheck",), budget=tiny_budget))
+    (result,) = report.cases[0].checks
+    assert result.status is Status.FAILED
+    # the last chunk (rows 256–299) averaged over its own 44 rows instead of N=300: 300/44 = 6.818×
+    assert "`logits`: rows 256–299 of N=300 (the last 44 rows): 6.818× the numerical (bisected)" in result.detail
+    assert "right elsewhere: a boundary, a partial last chunk" in result.hint
