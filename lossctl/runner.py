@@ -31,6 +31,9 @@ from lossctl.watchdog import CaseTimeout, deadline
 
 OnResult = Callable[[str, CheckResult], None]
 """Called with the case id after each check, for progress display."""
+OnStart = Callable[[str, str], None]
+"""Called with the case id and the check id before each check (a worker tells its parent, so a
+timeout can name the check it cut short)."""
 
 
 @dataclass(frozen=True)
@@ -243,12 +246,14 @@ def build_cases(
         yield item
 
 
-def run_task(task: Task, options: RunOptions, on_result: OnResult | None = None) -> list[CaseResult]:
+def run_task(
+    task: Task, options: RunOptions, on_result: OnResult | None = None, on_start: OnStart | None = None
+) -> list[CaseResult]:
     """Run one case (one point of one job's sweep) in this process. What a worker runs."""
     device = resolve_device(options.device)
     checks = select_checks(options.checks, options.skip, task.job.spec.checks, options.base_checks)
     with case_threads(options.threads, task.job.spec, task.point):
-        return _run_job(task.job, checks, device, options, on_result, points=(task.point,))
+        return _run_job(task.job, checks, device, options, on_result, points=(task.point,), on_start=on_start)
 
 
 def _run_job(
@@ -258,6 +263,7 @@ def _run_job(
     options: RunOptions,
     on_result: OnResult | None,
     points: Sequence[int] | None = None,
+    on_start: OnStart | None = None,
 ) -> list[CaseResult]:
     seed = job.spec.seed if options.seed is None else options.seed
     at_scale = scale_checks(options.checks, options.skip, job.spec.checks, options.base_checks)
@@ -275,7 +281,7 @@ def _run_job(
             else:
                 item.budget_s = case_budget(options.budget, job.spec.budget, options.config_budget)
                 item.started = time.monotonic()  # the budget is for the checks, not for building inputs
-                results.append(_run_case(item, checks, tuple(notes), on_result, allow, at_scale))
+                results.append(_run_case(item, checks, tuple(notes), on_result, allow, at_scale, on_start))
     note = state_note(changed)
     return [replace(result, notes=(*result.notes, note)) for result in results] if note else results
 
@@ -342,14 +348,17 @@ def _run_case(
     on_result: OnResult | None,
     allow_unverified: bool = False,
     at_scale: tuple[Check, ...] = (),
+    on_start: OnStart | None = None,
 ) -> CaseResult:
     results: list[CheckResult] = []
+    started = on_start or (lambda case_id, check_id: None)
 
     def record(result: CheckResult) -> None:
         results.append(result)
         if on_result:
             on_result(case.id, result)
 
+    started(case.id, "forward")
     probe = _run_one(case, "forward", _probe_forward)
     if probe.status is Status.ERROR:
         record(replace(probe, detail=f"forward raised {probe.detail}"))
@@ -359,6 +368,7 @@ def _run_case(
     else:
         rejected: dict[str, str] = {}
         for check in with_scale_checks(case, checks, at_scale):
+            started(case.id, check.id)
             over = over_budget(case, check.id)
             record(_skipped(check.id, over) if over else _run_one(case, check.id, check.run, rejected))
         if (unverified := unverified_gradients(case, results, allow_unverified)) is not None:
