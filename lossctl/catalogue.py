@@ -39,9 +39,10 @@ class CheckInfo:
     verifies_gradient: bool = False
     """It compares gradient values with an independent truth (finite differences, float64)."""
     cost: float | None = None
-    """Roughly what it costs, in forward+backward passes of the case (measured at [10⁶, 10], see
-    README "At scale"); before it runs, a check whose cost would overrun what is left of the case's
-    budget is SKIPPED saying so. None: the check fits itself to the budget, or is always cheap."""
+    """Roughly what it costs, in forward+backward passes of the case (its time over one measured
+    pass, rounded up, for the mean-MSE at [10⁶, 10]; see README "At scale"); before it runs, a check
+    whose cost would overrun what is left of the case's budget is SKIPPED saying so. None: the check
+    fits itself to the budget, or is always cheap."""
     at_scale: bool = False
     """An opt-in check that also runs by default on a large case: one whose full Jacobian (a forward
     per input element) would not fit the case's budget."""
@@ -75,13 +76,13 @@ CATALOGUE: tuple[CheckInfo, ...] = (
         "gradcheck",
         "torch.autograd.gradcheck on float64 copies, with the worst elements named on failure",
         verifies_gradient=True,
-        cost=8,
+        cost=12,
     ),
     CheckInfo(
         "gradient_scaled",
         "analytical vs numerical gradient relative to the gradient's own scale (mean losses at large N)",
         verifies_gradient=True,
-        cost=30,
+        cost=48,
     ),
     CheckInfo(
         "gradient_blocks",
@@ -90,7 +91,7 @@ CATALOGUE: tuple[CheckInfo, ...] = (
         verifies_gradient=True,
         at_scale=True,
     ),
-    CheckInfo("linearity", "backward is linear in grad_output (scaled and summed upstream gradients)", cost=10),
+    CheckInfo("linearity", "backward is linear in grad_output (scaled and summed upstream gradients)", cost=16),
     CheckInfo(
         "needs_input_grad",
         "each argument alone requiring grad gets the same gradient (needs_input_grad slot mix-ups)",
@@ -112,7 +113,7 @@ CATALOGUE: tuple[CheckInfo, ...] = (
         "mutation",
         "no raw-pointer write (Triton store, .data) changes a saved tensor, or an input during backward",
     ),
-    CheckInfo("noncontiguous", "non-contiguous inputs and grad_output give the same outputs and gradients", cost=4),
+    CheckInfo("noncontiguous", "non-contiguous inputs and grad_output give the same outputs and gradients", cost=5),
     CheckInfo(
         "edge_sizes",
         "each named dim set to 1 in turn still runs and passes gradcheck (.squeeze() and dim mix-ups)",
@@ -134,12 +135,12 @@ CATALOGUE: tuple[CheckInfo, ...] = (
         "forward/backward in float32, float16 and bfloat16 agree with float64 within a dtype-scaled error",
         options=(Option(FACTOR, OptionKind.NUMBER, "allowed multiple of the rounding/conditioning floor"),),
         verifies_gradient=True,
-        cost=20,
+        cost=32,
     ),
     CheckInfo(
         "autocast",
         "under torch.autocast (CPU bfloat16; CUDA float16) forward/backward run and agree with float32",
-        cost=8,
+        cost=12,
     ),
     CheckInfo(
         "reference",
