@@ -3,9 +3,11 @@ which checks run user code (forward, vjp, gradcheck, dtype variants), with probe
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,12 +15,9 @@ import torch
 
 from lossctl.device import clock, seed_device
 from lossctl.inputs import build_inputs, derive_seed
+from lossctl.settings import DEFAULT_BUDGET_S
 from lossctl.spec import CasePoint, Spec
 from lossctl.target import Target
-
-DEFAULT_BUDGET_S = 60.0
-"""Seconds a case's checks may take together (issue 9 wires `--budget`/`budget:` to it)."""
-
 
 SLOW_MODE_MAX_INPUTS = 2048
 """Up to this many input elements, gradcheck builds the full Jacobian (slow mode)."""
@@ -55,6 +54,9 @@ class CheckContext:
     _float64_error: str | None = field(default=None, repr=False)
     _float64_outputs: tuple[Any, ...] | None = field(default=None, repr=False)
     _cost_s: float | None = field(default=None, repr=False)
+    diagnoses: dict[Any, Any] = field(default_factory=dict, repr=False)
+    """A failure's diagnosis at scale, by argument and tolerance: a later check that fails the same
+    way reuses it instead of spending its budget again."""
 
     # ------------------------------------------------------------------ inputs
 
@@ -166,6 +168,10 @@ class CheckContext:
             if outputs and self.diff_indices:
                 self.backward(outputs, values, self.random_cotangents(outputs, "cost"))
             self._cost_s = clock(self.device) - start
+        return self._cost_s
+
+    def measured_cost_s(self) -> float | None:
+        """`cost_s()` if a check has measured it, else None (nothing is run)."""
         return self._cost_s
 
     def remaining_s(self) -> float:
@@ -284,17 +290,47 @@ class CheckContext:
         return inputs > max_inputs or outputs > SLOW_MODE_MAX_OUTPUTS
 
     def gradcheck(self, values: list[Any], *, fast: bool, **settings: Any) -> None:
-        """torch.autograd.gradcheck on float64 `values` (raises GradcheckError on a mismatch)."""
+        """torch.autograd.gradcheck on float64 `values` (raises GradcheckError on a mismatch).
+        In fast mode a mismatch makes torch rebuild the full Jacobian for its message (one forward
+        per input element): where that would not fit the budget it is left out, and the check's
+        own diagnosis (checks.common.diagnose_gradients) explains the failure instead."""
         fn, inputs = self.float64_function(values)
         tol = self.spec.tolerance
         settings = {"eps": tol.eps, "atol": tol.atol, "rtol": tol.rtol, **settings}
-        torch.autograd.gradcheck(fn, inputs, fast_mode=fast, **settings)
+        with _without_slow_mode_message(fast and self.full_jacobian_over_budget()):
+            torch.autograd.gradcheck(fn, inputs, fast_mode=fast, **settings)
+
+    def full_jacobian_over_budget(self) -> bool:
+        """Whether one forward per input element (a full numerical Jacobian) would take more than
+        what is left of the case's budget."""
+        elements = sum(self.values[i].numel() for i in self.diff_indices)
+        return elements > SLOW_MODE_MAX_INPUTS and elements * self.cost_s() > max(self.remaining_s(), 0.0)
 
     def gradgradcheck(self, values: list[Any], *, fast: bool) -> None:
         """torch.autograd.gradgradcheck on float64 `values` (raises GradcheckError on a mismatch)."""
         fn, inputs = self.float64_function(values)
         tol = self.spec.tolerance
         torch.autograd.gradgradcheck(fn, inputs, eps=tol.eps, atol=tol.atol, rtol=tol.rtol, fast_mode=fast)
+
+
+@contextlib.contextmanager
+def _without_slow_mode_message(active: bool) -> Iterator[None]:
+    """Replace torch's slow-mode recomputation for a fast-mode failure message (a private helper of
+    torch.autograd.gradcheck, present since torch 1.9) with a note, while active."""
+    module = sys.modules["torch.autograd.gradcheck"]
+    original = getattr(module, "_run_slow_mode_and_get_error", None)
+    if not active or original is None:
+        yield
+        return
+
+    def note(*args: Any, **kwargs: Any) -> str:
+        return "\n(the slow-mode Jacobian is not rebuilt for this message: at this size it would not fit the budget)\n"
+
+    module._run_slow_mode_and_get_error = note
+    try:
+        yield
+    finally:
+        module._run_slow_mode_and_get_error = original
 
 
 Case = CheckContext

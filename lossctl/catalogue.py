@@ -38,6 +38,14 @@ class CheckInfo:
     """Options taken under `checks: {id: {...}}` in a spec; without any, only true/false."""
     verifies_gradient: bool = False
     """It compares gradient values with an independent truth (finite differences, float64)."""
+    cost: float | None = None
+    """Roughly what it costs, in forward+backward passes of the case (its time over one measured
+    pass, rounded up, for the mean-MSE at [10⁶, 10]; see README "At scale"); before it runs, a check
+    whose cost would overrun what is left of the case's budget is SKIPPED saying so. None: the check
+    fits itself to the budget, or is always cheap."""
+    at_scale: bool = False
+    """An opt-in check that also runs by default on a large case: one whose full Jacobian (a forward
+    per input element) would not fit the case's budget."""
 
     def option(self, name: str) -> Option:
         return next(o for o in self.options if o.name == name)
@@ -68,29 +76,36 @@ CATALOGUE: tuple[CheckInfo, ...] = (
         "gradcheck",
         "torch.autograd.gradcheck on float64 copies, with the worst elements named on failure",
         verifies_gradient=True,
+        cost=12,
     ),
     CheckInfo(
         "gradient_scaled",
         "analytical vs numerical gradient relative to the gradient's own scale (mean losses at large N)",
         verifies_gradient=True,
+        cost=48,
     ),
     CheckInfo(
         "gradient_blocks",
         "the gradient per row/chunk/tile block and at boundary coordinates, within a time budget",
         default=False,
         verifies_gradient=True,
+        at_scale=True,
     ),
-    CheckInfo("linearity", "backward is linear in grad_output (scaled and summed upstream gradients)"),
+    CheckInfo("linearity", "backward is linear in grad_output (scaled and summed upstream gradients)", cost=16),
     CheckInfo(
         "needs_input_grad",
         "each argument alone requiring grad gets the same gradient (needs_input_grad slot mix-ups)",
+        cost=6,
     ),
     CheckInfo(
         "aliased_args",
         "the same tensor passed for two same-shaped arguments: same outputs, gradient = the two gradients' sum",
+        cost=6,
     ),
     CheckInfo(
-        "determinism", "two backward passes on identical inputs agree (catches randomness recomputed in backward)"
+        "determinism",
+        "two backward passes on identical inputs agree (catches randomness recomputed in backward)",
+        cost=4,
     ),
     CheckInfo("grad_output_intact", "backward does not modify grad_output in place"),
     CheckInfo("inplace", "no input or saved tensor is modified in place; names the tensor and the line when one is"),
@@ -98,7 +113,7 @@ CATALOGUE: tuple[CheckInfo, ...] = (
         "mutation",
         "no raw-pointer write (Triton store, .data) changes a saved tensor, or an input during backward",
     ),
-    CheckInfo("noncontiguous", "non-contiguous inputs and grad_output give the same outputs and gradients"),
+    CheckInfo("noncontiguous", "non-contiguous inputs and grad_output give the same outputs and gradients", cost=5),
     CheckInfo(
         "edge_sizes",
         "each named dim set to 1 in turn still runs and passes gradcheck (.squeeze() and dim mix-ups)",
@@ -109,18 +124,23 @@ CATALOGUE: tuple[CheckInfo, ...] = (
         "double_backward",
         "gradgradcheck: double backward is right, or refuses loudly (@once_differentiable)",
         verifies_gradient=True,
+        cost=12,
     ),
-    CheckInfo("forward_ad", "a Function's jvp matches finite differences (skipped when it defines none)"),
-    CheckInfo("vmap", "a Function supporting torch.func.vmap gives the per-sample loop's outputs and gradients"),
+    CheckInfo("forward_ad", "a Function's jvp matches finite differences (skipped when it defines none)", cost=6),
+    CheckInfo(
+        "vmap", "a Function supporting torch.func.vmap gives the per-sample loop's outputs and gradients", cost=6
+    ),
     CheckInfo(
         "low_precision",
         "forward/backward in float32, float16 and bfloat16 agree with float64 within a dtype-scaled error",
         options=(Option(FACTOR, OptionKind.NUMBER, "allowed multiple of the rounding/conditioning floor"),),
         verifies_gradient=True,
+        cost=32,
     ),
     CheckInfo(
         "autocast",
         "under torch.autocast (CPU bfloat16; CUDA float16) forward/backward run and agree with float32",
+        cost=12,
     ),
     CheckInfo(
         "reference",
@@ -130,6 +150,7 @@ CATALOGUE: tuple[CheckInfo, ...] = (
             Option(FLOOR, OptionKind.NUMBER, "units of roundoff always allowed"),
         ),
         verifies_gradient=True,
+        cost=8,
     ),
     CheckInfo(
         "device_parity",
@@ -139,16 +160,19 @@ CATALOGUE: tuple[CheckInfo, ...] = (
         "stability",
         "inputs scaled to large and small magnitude still give finite outputs and gradients",
         options=(Option(EXCLUDE_ARGS, OptionKind.ARGS, "arguments never scaled"),),
+        cost=6,
     ),
     CheckInfo(
         "compile",
         "forward and backward under torch.compile (aot_eager) equal eager; reports graph breaks (opt-in)",
         default=False,
+        cost=10,
     ),
     CheckInfo(
         "compile_agreement",
         "eager, torch.compile (aot_eager) and torch.func.vjp give the same outputs and gradients (opt-in)",
         default=False,
+        cost=10,
     ),
 )
 
@@ -169,9 +193,14 @@ def option_kind(check_id: str, name: str) -> OptionKind:
     return BY_ID[check_id].option(name).kind
 
 
+def default_label(check: CheckInfo) -> str:
+    """`on`, `opt-in`, or `at scale` (opt-in, and on by default for a large case)."""
+    return "on" if check.default else "at scale" if check.at_scale else "opt-in"
+
+
 def markdown_list() -> str:
     """The README's list of checks, generated from this table."""
     lines = ["| id | default | what it checks |", "|---|---|---|"]
     for c in CATALOGUE:
-        lines.append(f"| `{c.id}` | {'on' if c.default else 'opt-in'} | {c.description} |")
+        lines.append(f"| `{c.id}` | {default_label(c)} | {c.description} |")
     return "\n".join(lines)

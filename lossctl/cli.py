@@ -78,6 +78,7 @@ class CheckCommand:
     quiet: bool = False
     exitfirst: bool = False
     keyword: str | None = None
+    budget: float | None = None
     last_failed: bool = False
     threads: int | None = None
 
@@ -167,7 +168,17 @@ def check(
     ] = None,
     timeout: Annotated[
         float | None,
-        typer.Option("--timeout", help="Seconds a case may run in a worker before it is killed. [default: 300]"),
+        typer.Option(
+            "--timeout", help="Seconds a case may run in a worker before it is killed. [default: 300, or 2× the budget]"
+        ),
+    ] = None,
+    budget: Annotated[
+        float | None,
+        typer.Option(
+            "--budget",
+            help="Seconds a case's checks may take together: checks plan to fit it, or skip saying why. "
+            "[default: 60, or the spec's/config's budget:]",
+        ),
     ] = None,
     repro: Annotated[
         Path | None,
@@ -232,6 +243,7 @@ def check(
         verbose=verbose or explain,
         jobs=jobs,
         timeout=timeout,
+        budget=budget,
         repro=repro,
         changed_since=changed_since,
         shard=shard,
@@ -551,11 +563,12 @@ def list_checks() -> None:
     def show() -> ExitCode:
         from rich.table import Table
 
+        from lossctl.catalogue import default_label, info
         from lossctl.checks import registry
 
         table = Table("id", "default", "what it checks", header_style="bold")
         for item in registry():
-            table.add_row(item.id, "on" if item.default else "opt-in", item.description)
+            table.add_row(item.id, default_label(info(item.id)), item.description)
         from lossctl.distributed import DESCRIPTIONS
 
         for check_id, description in DESCRIPTIONS.items():  # run by specs with `world_size:`
@@ -601,6 +614,7 @@ def _run_check(command: CheckCommand) -> ExitCode:
         skip=_split(command.skip),
         jobs=command.jobs,
         timeout=command.timeout,
+        budget=command.budget,
         shard=_parse_shard(command.shard) if command.shard else None,
         allow_unverified_gradients=command.allow_unverified_gradients or None,
         config=command.config,

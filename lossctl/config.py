@@ -17,7 +17,17 @@ from lossctl.catalogue import CHECK_IDS
 from lossctl.errors import LossctlError, SpecError
 from lossctl.spec import TOLERANCE_KEYS
 
-CONFIG_KEYS = ("specs", "device", "checks", "skip", "tolerance", "timeout", "jobs", "allow_unverified_gradients")
+CONFIG_KEYS = (
+    "specs",
+    "device",
+    "checks",
+    "skip",
+    "tolerance",
+    "timeout",
+    "jobs",
+    "allow_unverified_gradients",
+    "budget",
+)
 
 
 class ConfigError(SpecError):
@@ -35,6 +45,8 @@ class ProjectConfig:
     tolerance: Mapping[str, float] = field(default_factory=dict)
     """Tolerance defaults for every spec (a spec's own `tolerance:` wins)."""
     timeout: float | None = None
+    budget: float | None = None
+    """Seconds a case may spend in its checks (a spec's `budget:` wins; --budget over both)."""
     jobs: str | None = None
     allow_unverified_gradients: bool = False
     """Accept runs where no check could verify a gradient value (e.g. a float32-only kernel)."""
@@ -138,6 +150,11 @@ def parse_config(data: Any, *, source: str, root: Path) -> ProjectConfig:
         if timeout is None or timeout <= 0:
             raise error("timeout", f"expected seconds > 0, got {data['timeout']!r}")
         values["timeout"] = timeout
+    if "budget" in data:
+        budget = _number(data["budget"])
+        if budget is None or not math.isfinite(budget) or budget <= 0:
+            raise error("budget", f"expected seconds > 0, got {data['budget']!r}")
+        values["budget"] = budget
     if "jobs" in data:
         jobs = data["jobs"]
         if not (jobs == "auto" or (isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 0)):

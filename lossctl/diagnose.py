@@ -40,10 +40,17 @@ class GradMismatch:
     hint: str | None
     heatmap: tuple[tuple[float, ...], ...] = ()
     """|expected − got| pooled to at most 16×48 cells (when every element was checked)."""
+    localized: str | None = None
+    """The wrong slice found by bisection at scale ("rows 4096–4999 of N=5000 …: 0.78× the numerical")."""
 
     def summary(self) -> str:
         """One line: the argument, how many elements are wrong, the worst one, the relative error."""
         where = self.worst[0].describe() if self.worst else ""
+        if self.localized is not None:
+            return (
+                f"`{self.argument}`: {self.localized} (bisected); {self.bad}/{self.checked} elements measured "
+                f"exactly are wrong (of {self.total}); worst {where}"
+            )
         sampled = "" if self.checked == self.total else f" (of {self.total}, sampled)"
         return (
             f"`{self.argument}`: {self.bad}/{self.checked} elements wrong{sampled}; worst {where}; "
@@ -62,6 +69,7 @@ class GradMismatch:
             "scale": self.scale,
             "hint": self.hint,
             "heatmap": [list(row) for row in self.heatmap],
+            "localized": self.localized,
         }
 
 

@@ -25,6 +25,13 @@ def validate_timeout(timeout: float | None, source: str = "--timeout") -> None:
         raise UsageError(f"{source} must be a positive number of seconds, got {timeout}", hint="e.g. --timeout 60")
 
 
+def validate_budget(budget: float | None, source: str = "--budget") -> None:
+    if budget is None:
+        return
+    if not math.isfinite(budget) or budget <= 0:
+        raise UsageError(f"{source} must be a positive number of seconds, got {budget}", hint="e.g. --budget 120")
+
+
 def validate_seed(seed: int | None) -> None:
     """The same rule as a spec's `seed:`."""
     if seed is not None and not 0 <= seed <= INT64_RANGE[1]:
@@ -57,6 +64,7 @@ def validate_check_command(command: object) -> None:
     validate_targets(targets)
     validate_seed(getattr(command, "seed", None))
     validate_timeout(getattr(command, "timeout", None))
+    validate_budget(getattr(command, "budget", None))
     validate_device(getattr(command, "device", None))
 
 

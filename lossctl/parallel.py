@@ -17,14 +17,15 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lossctl.report import CaseResult
 
 OnCase = Callable[[CaseResult], None]
-RunTask = Callable[[Any, Any], list[CaseResult]]
-"""Runs one task in this process: (task, options) -> its case results (runner.run_task)."""
+RunTask = Callable[..., list[CaseResult]]
+"""Runs one task in this process: (task, options, on_result, on_start) -> its case results
+(runner.run_task); the two callbacks report each check's start and result, for the timeout message."""
 OnCrash = Callable[[Any, Any, str, float], CaseResult]
 """The ERROR row for a task whose worker died or hung: (task, options, message, elapsed ms)."""
 Prepare = Callable[[Any], None]
@@ -107,8 +108,15 @@ def _worker_main(
             return
         index, task = message
         interrupted = False
+
+        def on_start(case_id: str, check_id: str) -> None:
+            connection.send((PROGRESS, "start", check_id))
+
+        def on_result(case_id: str, result: Any) -> None:
+            connection.send((PROGRESS, "done", result.check))
+
         try:
-            results = run_task(task, options)
+            results = run_task(task, options, on_result, on_start)
         except KeyboardInterrupt as error:  # the user's code raised it: an interrupt, as in-process
             results = [on_crash(task, options, f"interrupted: {describe_exception(error)}", 0.0)]
             interrupted = True
@@ -118,12 +126,43 @@ def _worker_main(
         connection.send((index, results, interrupted))
 
 
+PROGRESS = "progress"
+"""Tags a worker's message about a check starting or finishing (results come as (index, …))."""
+
+
 @dataclass
 class _Worker:
     process: Any
     connection: Any
     task: tuple[int, Any] | None = None
     started: float = 0.0
+    check: str | None = None
+    """The check its case is in (None before the first)."""
+    check_started: float = 0.0
+    finished: list[str] = field(default_factory=list)
+
+    def assign(self, task: tuple[int, Any]) -> None:
+        self.task, self.started, self.check, self.finished = task, time.monotonic(), None, []
+
+    def progress(self, event: str, check_id: str) -> None:
+        if event == "start":
+            self.check, self.check_started = check_id, time.monotonic()
+        elif check_id not in self.finished:
+            self.finished.append(check_id)
+
+    def timeout_message(self, timeout: float) -> str:
+        """Which check the case was in, for how long, and what had finished."""
+        if self.check is None:
+            return f"timed out after {timeout:g} s before its first check (the Function hangs: raise --timeout?)"
+        finished = [c for c in self.finished if c != self.check]
+        done = f"; finished: {', '.join(finished)}" if finished else "; no check had finished"
+        spent = time.monotonic() - self.check_started
+        why = (
+            "the check needs more time than is left, or the Function hangs there: raise --timeout"
+            if finished
+            else "the Function hangs, or the case needs more time: raise --timeout"
+        )
+        return f"timed out after {timeout:g} s in `{self.check}` ({spent:.0f} s in it{done}) ({why})"
 
 
 def run_isolated(
@@ -185,8 +224,7 @@ def run_isolated(
         while queue or any(w.task is not None for w in pool):
             for worker in pool:
                 if worker.task is None and queue:
-                    worker.task = queue.popleft()
-                    worker.started = time.monotonic()
+                    worker.assign(queue.popleft())
                     worker.connection.send(worker.task)
             busy = [w for w in pool if w.task is not None]
             if not busy:
@@ -198,10 +236,14 @@ def run_isolated(
             for worker in list(busy):
                 if worker.connection in ready:
                     try:
-                        index, results, user_interrupt = worker.connection.recv()
+                        message = worker.connection.recv()
                     except (EOFError, OSError):
                         retire(worker, _death_message(worker))
                         continue
+                    if message[0] == PROGRESS:
+                        worker.progress(*message[1:])
+                        continue
+                    index, results, user_interrupt = message
                     worker.task = None
                     finish(index, results)
                     if user_interrupt:
@@ -209,11 +251,7 @@ def run_isolated(
                 elif worker.process.sentinel in ready or not worker.process.is_alive():
                     retire(worker, _death_message(worker))
                 elif time.monotonic() - worker.started > timeout:
-                    retire(
-                        worker,
-                        f"timed out after {timeout:g} s (the Function hangs, or the case needs more "
-                        "time: raise --timeout)",
-                    )
+                    retire(worker, worker.timeout_message(timeout))
     except KeyboardInterrupt:
         interrupted = True
     finally:

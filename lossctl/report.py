@@ -76,6 +76,10 @@ class CaseResult:
     source_file: str | None = None
     """The file holding the Function's backward, for annotations."""
     source_line: int | None = None
+    resources: Mapping[str, float] = field(default_factory=dict)
+    """What the case cost: `budget_s` (its checks' budget), `forward_backward_s` (one measured pass,
+    the unit check costs are priced in), `checks_s` (its checks' time) and `peak_rss_mb` (the peak
+    resident memory of the process that ran it, so far); empty where the case did not run."""
 
     @property
     def status(self) -> Status:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import platform
+import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -11,7 +13,7 @@ import torch
 from lossctl.case import NO_OUTPUT_HINT, Case, NoDifferentiableOutput, engine_rejection
 from lossctl.catalogue import CHECK_IDS
 from lossctl.catalogue import info as catalogue_info
-from lossctl.checks import select_checks
+from lossctl.checks import scale_checks, select_checks
 from lossctl.checks.base import Check, Skip
 from lossctl.device import clock, device_name, resolve_device, seed_device
 from lossctl.errors import LossctlError
@@ -19,7 +21,7 @@ from lossctl.inputs import derive_seed
 from lossctl.loader import describe_exception, format_user_traceback, load_object
 from lossctl.report import RUN, SETUP, VERIFIED, CaseResult, CheckResult, Environment, Outcome, Report, Status
 from lossctl.selection import select_tasks
-from lossctl.settings import allows_unverified
+from lossctl.settings import DEFAULT_BUDGET_S, allows_unverified, case_budget
 from lossctl.spec import CasePoint, Spec, sweep, with_default_args
 from lossctl.suite import Job
 from lossctl.target import Target, classify
@@ -29,6 +31,9 @@ from lossctl.watchdog import CaseTimeout, deadline
 
 OnResult = Callable[[str, CheckResult], None]
 """Called with the case id after each check, for progress display."""
+OnStart = Callable[[str, str], None]
+"""Called with the case id and the check id before each check (a worker tells its parent, so a
+timeout can name the check it cut short)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,9 @@ class RunOptions:
     """(K, N): run only the K-th of N deterministic slices of the cases (1-based)."""
     timeout: float = 300.0
     """Seconds a case may take in a worker before it is killed and reported."""
+    budget: float | None = None
+    """--budget: seconds each case's checks may take (None: the spec's `budget:`, else config_budget)."""
+    config_budget: float = DEFAULT_BUDGET_S
     allow_unverified_gradients: bool | None = None
     """Accept a case whose selected gradient checks all skipped (None: the spec, else the config, decides)."""
     config_allows_unverified: bool = False
@@ -239,12 +247,14 @@ def build_cases(
         yield item
 
 
-def run_task(task: Task, options: RunOptions, on_result: OnResult | None = None) -> list[CaseResult]:
+def run_task(
+    task: Task, options: RunOptions, on_result: OnResult | None = None, on_start: OnStart | None = None
+) -> list[CaseResult]:
     """Run one case (one point of one job's sweep) in this process. What a worker runs."""
     device = resolve_device(options.device)
     checks = select_checks(options.checks, options.skip, task.job.spec.checks, options.base_checks)
     with case_threads(options.threads, task.job.spec, task.point):
-        return _run_job(task.job, checks, device, options, on_result, points=(task.point,))
+        return _run_job(task.job, checks, device, options, on_result, points=(task.point,), on_start=on_start)
 
 
 def _run_job(
@@ -254,8 +264,10 @@ def _run_job(
     options: RunOptions,
     on_result: OnResult | None,
     points: Sequence[int] | None = None,
+    on_start: OnStart | None = None,
 ) -> list[CaseResult]:
     seed = job.spec.seed if options.seed is None else options.seed
+    at_scale = scale_checks(options.checks, options.skip, job.spec.checks, options.base_checks)
     notes = list(job.notes)
     results = []
     allow = allows_unverified(
@@ -268,7 +280,9 @@ def _run_job(
             if isinstance(item, SetupFailure):
                 results.append(_setup_failed(job.spec, seed, device, item, notes, on_result))
             else:
-                results.append(_run_case(item, checks, tuple(notes), on_result, allow))
+                item.budget_s = case_budget(options.budget, job.spec.budget, options.config_budget)
+                item.started = time.monotonic()  # the budget is for the checks, not for building inputs
+                results.append(_run_case(item, checks, tuple(notes), on_result, allow, at_scale, on_start))
     note = state_note(changed)
     return [replace(result, notes=(*result.notes, note)) for result in results] if note else results
 
@@ -334,14 +348,18 @@ def _run_case(
     notes: tuple[str, ...],
     on_result: OnResult | None,
     allow_unverified: bool = False,
+    at_scale: tuple[Check, ...] = (),
+    on_start: OnStart | None = None,
 ) -> CaseResult:
     results: list[CheckResult] = []
+    started = on_start or (lambda case_id, check_id: None)
 
     def record(result: CheckResult) -> None:
         results.append(result)
         if on_result:
             on_result(case.id, result)
 
+    started(case.id, "forward")
     probe = _run_one(case, "forward", _probe_forward)
     if probe.status is Status.ERROR:
         record(replace(probe, detail=f"forward raised {probe.detail}"))
@@ -350,12 +368,15 @@ def _run_case(
                 record(_skipped(check.id, "forward raised (see the forward row)"))
     else:
         rejected: dict[str, str] = {}
-        for check in checks:
-            record(_run_one(case, check.id, check.run, rejected))
+        for check in with_scale_checks(case, checks, at_scale):
+            started(case.id, check.id)
+            over = over_budget(case, check.id)
+            record(_skipped(check.id, over) if over else _run_one(case, check.id, check.run, rejected))
         if (unverified := unverified_gradients(case, results, allow_unverified)) is not None:
             record(unverified)
     file, line = case.target.source_location()
     return CaseResult(
+        resources=case_resources(case, results),
         case=case.id,
         spec=case.spec.name,
         function=case.spec.function,
@@ -367,6 +388,62 @@ def _run_case(
         notes=notes,
         source_file=file,
         source_line=line,
+    )
+
+
+def with_scale_checks(case: Case, checks: tuple[Check, ...], at_scale: tuple[Check, ...]) -> tuple[Check, ...]:
+    """`checks`, plus the `at_scale` ones (in catalogue order) when the case is large: its full
+    Jacobian would not fit its budget, so gradcheck's fast mode (one random direction) and
+    gradient_scaled's few directions are all that would verify its gradient."""
+    if not at_scale or not case.diff_indices:
+        return checks
+    try:
+        large = case.full_jacobian_over_budget()
+    except Exception:  # forward or backward raises: the checks say so in their own rows
+        return checks
+    if not large:
+        return checks
+    order = {check_id: index for index, check_id in enumerate(CHECK_IDS)}
+    return tuple(sorted((*checks, *at_scale), key=lambda c: order.get(c.id, len(order))))
+
+
+def case_resources(case: Case, results: Sequence[CheckResult]) -> dict[str, float]:
+    """The case's budget, its measured forward+backward (when a check asked for it), its checks'
+    time and the process's peak resident memory so far (per case only when a worker runs one case)."""
+    resources = {"budget_s": case.budget_s, "checks_s": sum(r.duration_ms for r in results) / 1e3}
+    if case.measured_cost_s() is not None:
+        resources["forward_backward_s"] = case.measured_cost_s()
+    if (peak := peak_rss_mb()) is not None:
+        resources["peak_rss_mb"] = peak
+    return resources
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory in MB (None where the platform does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
+
+
+def over_budget(case: Case, check_id: str) -> str | None:
+    """Why a check is skipped before it starts: its cost (catalogue, in forward+backward passes of
+    this case) would overrun what is left of the case's budget. None: it may run."""
+    passes = catalogue_info(check_id).cost if check_id in CHECK_IDS else None
+    if passes is None or not case.diff_indices:
+        return None
+    try:
+        need = passes * case.cost_s()
+    except Exception:  # forward or backward raises: the check reports it in its own row
+        return None
+    left = case.remaining_s()
+    if need <= left:
+        return None
+    return (
+        f"would need ~{passes:g}× forward+backward ≈ {need:.0f} s, over the {max(left, 0.0):.0f} s left "
+        f"of the {case.budget_s:g} s budget; raise --budget"
     )
 
 

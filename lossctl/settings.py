@@ -2,9 +2,10 @@
 
 `lossctl check`, `lossctl bench`, the pytest plugin and the Python API (lossctl.check,
 lossctl.assert_gradients) all call `resolve_settings`, so a `device:`, `checks:`, `skip:`,
-`tolerance:` or `allow_unverified_gradients:` in lossctl.yaml means the same everywhere. The spec
+`tolerance:`, `budget:` or `allow_unverified_gradients:` in lossctl.yaml means the same everywhere. The spec
 level is applied where specs are read: its `tolerance:` over the config's (spec loading takes
-`Settings.tolerance` as defaults) and its `checks:` over the config's set (`select_checks`).
+`Settings.tolerance` as defaults), its `checks:` over the config's set (`select_checks`) and its
+`budget:` between the config's and --budget (`case_budget`, where each case is built).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from pathlib import Path
 
 from lossctl.config import ProjectConfig, load_config
 from lossctl.errors import UsageError
-from lossctl.flags import validate_device, validate_seed, validate_selection, validate_timeout
+from lossctl.flags import validate_budget, validate_device, validate_seed, validate_selection, validate_timeout
 
 DEFAULT_DEVICE = "auto"
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_JOBS = "1"
+DEFAULT_BUDGET_S = 60.0
+"""Seconds a case's checks may take together unless --budget, a spec or the config says otherwise."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,10 @@ class Settings:
     """The project's default set of checks (config `checks:`); None: each check's own default."""
     jobs: int = 1
     timeout: float = DEFAULT_TIMEOUT_S
+    budget: float | None = None
+    """--budget (None: not given; a spec's `budget:` then decides, else `config_budget`)."""
+    config_budget: float = DEFAULT_BUDGET_S
+    """The project config's `budget:`, else lossctl's default."""
     shard: tuple[int, int] | None = None
     tolerance: Mapping[str, float] = field(default_factory=dict)
     """Tolerance defaults for every spec (a spec's own `tolerance:` wins)."""
@@ -64,6 +71,8 @@ class Settings:
             base_checks=self.base_checks,
             jobs=self.jobs,
             timeout=self.timeout,
+            budget=self.budget,
+            config_budget=self.config_budget,
             shard=self.shard,
             allow_unverified_gradients=self.allow_unverified_gradients,
             config_allows_unverified=self.config_allows_unverified,
@@ -81,6 +90,7 @@ def resolve_settings(
     skip: Sequence[str] = (),
     jobs: int | str | None = None,
     timeout: float | None = None,
+    budget: float | None = None,
     shard: tuple[int, int] | None = None,
     allow_unverified_gradients: bool | None = None,
     world_size: tuple[int, ...] | None = None,
@@ -95,8 +105,12 @@ def resolve_settings(
     validate_device(project.device, "the config's device")
     validate_selection(tuple(checks or ()), (*project.skip, *skip))
     validate_timeout(timeout, "--timeout")
+    validate_budget(budget, "--budget")
+    config_budget = project.budget or DEFAULT_BUDGET_S
+    validate_budget(config_budget, "the config's budget")
     if timeout is None:
-        timeout = project.timeout or DEFAULT_TIMEOUT_S
+        # a worker is killed at the timeout: by default leave a budget room to be spent
+        timeout = project.timeout or max(DEFAULT_TIMEOUT_S, 2 * max(budget or 0.0, config_budget))
         validate_timeout(timeout, "the config's timeout")
     return Settings(
         device=device or project.device or DEFAULT_DEVICE,
@@ -106,6 +120,8 @@ def resolve_settings(
         base_checks=project.checks,
         jobs=parse_jobs(jobs if jobs is not None else (project.jobs or DEFAULT_JOBS)),
         timeout=timeout,
+        budget=budget,
+        config_budget=config_budget,
         shard=shard,
         tolerance=dict(project.tolerance),
         allow_unverified_gradients=allow_unverified_gradients,
@@ -120,6 +136,14 @@ def resolve_settings(
 
 def allows_unverified(flag: bool | None, spec: bool | None, config: bool) -> bool:
     """Whether a case may pass with no gradient value verified: the flag over the spec over the config."""
+    for layer in (flag, spec):
+        if layer is not None:
+            return layer
+    return config
+
+
+def case_budget(flag: float | None, spec: float | None, config: float) -> float:
+    """Seconds one case's checks may take: --budget over the spec's `budget:` over the config's."""
     for layer in (flag, spec):
         if layer is not None:
             return layer

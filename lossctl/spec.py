@@ -80,6 +80,7 @@ SPEC_KEYS = (
     "allow_unverified_gradients",
     "world_size",
     "combine",
+    "budget",
 )
 COMBINES = ("mean", "sum", "cat")
 """How a distributed spec's ranks' outputs form the global output (see lossctl.distributed)."""
@@ -170,6 +171,8 @@ class Spec:
     """Ranks to run the Function on (one case per size); None: a single-process spec."""
     combine: str | None = None
     """How the ranks' outputs form the global output (mean, sum, cat); None: the default."""
+    budget: float | None = None
+    """Seconds this spec's case may spend in its checks (None: the config's, else 60 s)."""
 
     @property
     def base_dir(self) -> Path:
@@ -510,6 +513,7 @@ class _Reader:
                 (*path, "allow_unverified_gradients"), f"expected true or false, got {_kind(allow_unverified)}"
             )
         world_size, combine = self.distributed(raw, path, dims, args)
+        budget = self.number(raw["budget"], (*path, "budget"), positive=True) if "budget" in raw else None
         return Spec(
             function=function,
             name=name.strip(),
@@ -534,6 +538,7 @@ class _Reader:
             allow_unverified_gradients=allow_unverified,
             world_size=world_size,
             combine=combine,
+            budget=budget,
         )
 
     def distributed(

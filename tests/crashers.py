@@ -47,3 +47,13 @@ class AllocatesTooMuch(_Identity):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         return x + torch.empty(2**50, dtype=torch.uint8).sum()  # a petabyte
+
+
+class HangsInHalf(_Identity):
+    """Right in float64 and float32; never returns in float16 (low_precision's dtype)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float16:
+            time.sleep(3600)
+        return x.clone()

@@ -113,3 +113,24 @@ def test_empty_shard_is_nothing_to_check(run_cli):
 def test_bad_jobs_and_timeout(run_cli):
     assert run_cli("check", "tests.fns.Square", "-j", "many").exit_code == 2
     assert run_cli("check", "tests.fns.Square", "--timeout", "0").exit_code == 2
+
+
+def test_a_timeout_names_the_check_it_cut_short_and_what_had_finished(run_cli):
+    result = run_cli(
+        "check",
+        "tests.crashers.HangsInHalf",
+        "-j",
+        "1",
+        "--timeout",
+        "3",
+        "--checks",
+        "forward,backward,gradcheck,low_precision",
+        "--format",
+        "json",
+    )
+    assert result.exit_code == 1
+    (case,) = json.loads(result.stdout)["cases"]
+    (row,) = case["checks"]
+    assert row["check"] == "run" and row["status"] == "error"
+    assert row["detail"].startswith("timed out after 3 s in `low_precision` (")
+    assert "s in it; finished: forward, backward, gradcheck) (the check needs more time" in row["detail"]

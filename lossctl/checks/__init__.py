@@ -43,3 +43,18 @@ def select_checks(
     default = {c.id: (c.id in base if base is not None else c.default) for c in checks}
     chosen = [c for c in checks if (c.id in only if only else settings.get(c.id, default[c.id]))]
     return tuple(c for c in chosen if c.id not in skip)
+
+
+def scale_checks(
+    only: Sequence[str] | None = None,
+    skip: Sequence[str] = (),
+    spec: Mapping[str, bool] | None = None,
+    base: Sequence[str] | None = None,
+) -> tuple[Check, ...]:
+    """Opt-in checks that run by default on a large case (catalogue `at_scale`), unless --checks,
+    the project's `checks:` list or the spec chose otherwise, or --skip names them."""
+    if only or base is not None:
+        return ()
+    settings = spec or {}
+    wanted = {c.id for c in CATALOGUE if c.at_scale and not c.default and c.id not in skip and c.id not in settings}
+    return tuple(c for c in registry() if c.id in wanted)

@@ -7,6 +7,7 @@ import contextlib
 import inspect
 import math
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
@@ -26,12 +27,17 @@ from lossctl.diagnose import (
     numerical_gradient,
     sample_indices,
 )
+from lossctl.diagnose_scale import affordable_elements, localized_mismatch
 from lossctl.inputs import derive_seed
+from lossctl.probing import Prober
 from lossctl.report import Outcome
 from lossctl.spec import Tolerance
 
 DIAGNOSE_MAX_ELEMENTS = 2000
-"""Elements per argument whose numerical derivative is computed to explain a failure."""
+"""Elements per argument whose numerical derivative is computed to explain a failure (when they fit)."""
+DIAGNOSE_SHARE = 0.25
+"""The share of the case's remaining budget a failure's diagnosis may spend."""
+DIAGNOSE_MIN_SECONDS = 5.0
 
 
 def require_differentiable_inputs(case: Case) -> None:
@@ -160,26 +166,62 @@ def rounded_leaves(values: Sequence[object], dtype: torch.dtype) -> list[object]
 
 def diagnose_gradients(case: Case, values: list[object], *, atol: float, rtol: float) -> list[GradMismatch]:
     """Compare the analytical vector-Jacobian product with central differences, per argument, in
-    float64: the worst elements, named in the user's dims."""
+    float64: the worst elements, named in the user's dims. Up to DIAGNOSE_MAX_ELEMENTS elements per
+    argument when their forwards fit a share of the case's remaining budget; above that, the wrong
+    slice is bisected and the boundary elements measured (lossctl.diagnose_scale): O(log numel)."""
     dtype = torch.float64
     all_outputs = case.float64_outputs()
     positions = case.output_positions(all_outputs)
     cotangents = case.random_cotangents([all_outputs[p] for p in positions], "diagnose")
     _, grads = case.vjp(case.fresh(dtype), cotangents, dtype)
 
-    def scalar(diff: list[torch.Tensor]) -> torch.Tensor:
+    def scalar(diff: Sequence[torch.Tensor]) -> torch.Tensor:
         outs = case.call(case.substitute(values, diff), dtype)
         return sum((outs[p] * v).sum() for p, v in zip(positions, cotangents, strict=True))
 
     diff = [values[i].detach() for i in case.diff_indices]  # type: ignore[attr-defined]
+    seconds = diagnosis_seconds(case) / max(len(diff), 1)
+    forward = _timed_forward(scalar, diff)
+    dims = named_quantities(case.names, values, case.point.dims)
+    prober = None
     mismatches = []
     for position, (name, grad) in enumerate(zip(case.diff_names, grads, strict=True)):
         x = diff[position]
+        arg = case.spec.args.get(name)
+        if affordable_elements(seconds, forward) < min(x.numel(), DIAGNOSE_MAX_ELEMENTS):
+            key = ("localized", name, rtol)
+            if key not in case.diagnoses:
+                if prober is None:
+                    with torch.no_grad():
+                        prober = Prober(
+                            lambda d: float(scalar(d)),
+                            diff,
+                            grads,
+                            eps=case.spec.tolerance.eps,
+                            tolerance=rtol,
+                            seed=derive_seed(case.seed, "diagnose", "blocks"),
+                        )
+                with torch.no_grad():
+                    case.diagnoses[key] = localized_mismatch(
+                        prober,
+                        position,
+                        name,
+                        seconds=seconds,
+                        forward_seconds=forward,
+                        seed=derive_seed(case.seed, "diagnose", "coordinates", name),
+                        dims=dims,
+                        dim_names=getattr(arg, "shape", None),
+                        grad_output=float(cotangents[0])
+                        if len(cotangents) == 1 and cotangents[0].numel() == 1
+                        else None,
+                    )
+            if case.diagnoses[key] is not None:
+                mismatches.append(case.diagnoses[key])
+            continue
         indices = sample_indices(x.numel(), DIAGNOSE_MAX_ELEMENTS, derive_seed(case.seed, "sample", name))
         expected = numerical_gradient(scalar, diff, position, indices, case.spec.tolerance.eps)
         got = torch.zeros_like(x) if grad is None else grad
         flat = got.detach().reshape(-1).cpu()[indices]
-        arg = case.spec.args.get(name)
         found = compare(
             name,
             expected,
@@ -188,12 +230,25 @@ def diagnose_gradients(case: Case, values: list[object], *, atol: float, rtol: f
             tuple(x.shape),
             atol=atol,
             rtol=rtol,
-            dims=named_quantities(case.names, values, case.point.dims),
+            dims=dims,
             dim_names=getattr(arg, "shape", None),
         )
         if found is not None:
             mismatches.append(_with_kinks(found, scalar, diff, position, case.spec.tolerance.eps, x.shape))
     return mismatches
+
+
+def diagnosis_seconds(case: Case) -> float:
+    """What a failure's diagnosis may spend: a share of the case's remaining budget, and never
+    less than a few seconds (a failure found late still gets a localized message)."""
+    return max(case.remaining_s() * DIAGNOSE_SHARE, DIAGNOSE_MIN_SECONDS)
+
+
+def _timed_forward(scalar: ScalarFn, diff: list[torch.Tensor]) -> float:
+    start = time.perf_counter()
+    with torch.no_grad():
+        scalar(diff)
+    return time.perf_counter() - start
 
 
 def _with_kinks(

@@ -9,8 +9,9 @@ run of blocks is bisected to its first and last wrong index; exact central diffe
 coordinates include each dim's first and last index. Functions that refuse float64 (Triton-like
 kernels) get the Taylor-remainder test in their own dtype instead.
 
-The probe counts come from lossctl.probing.plan_probes, given one measured forward(+backward) and
-BUDGET_SECONDS; the detail says what was covered and the smallest error it catches.
+The probe counts come from lossctl.probing.plan_probes, given one measured forward, the case's
+forward+backward (CheckContext.cost_s) and a share of what is left of the case's budget
+(CheckContext.remaining_s, --budget); the detail says what was covered and the smallest error it catches.
 """
 
 from __future__ import annotations
@@ -42,16 +43,15 @@ from lossctl.probing import (
 )
 from lossctl.report import Outcome
 
-BUDGET_SECONDS = 25.0
-"""This check's share of a case's budget (the case default is 60 s) until the check context
-carries the case's remaining budget."""
+BUDGET_SHARE = 0.5
+"""The share of the case's remaining budget this check plans for: the checks after it need the rest."""
 MAX_RUNS = 4
 """Failing runs of blocks localized by bisection (each costs O(log n) probes)."""
 
 
 def check_gradient_blocks(case: Case) -> Outcome:
     require_differentiable_inputs(case)
-    deadline = time.perf_counter() + BUDGET_SECONDS
+    deadline = time.perf_counter() + max(case.remaining_s(), 0.0) * BUDGET_SHARE
     if float64_supported(case.device):
         leaves = case.fresh(torch.float64)
         try:
@@ -69,8 +69,8 @@ def _timed(call: Callable[[], tuple[object, ...]]) -> tuple[tuple[object, ...], 
 
 
 class _Setup:
-    """S(x) = ⟨v, f(x)⟩ on the case in one dtype, its analytical gradient, and the measured costs
-    (one forward, one forward+backward), from a forward already run on `leaves`."""
+    """S(x) = ⟨v, f(x)⟩ on the case in one dtype, its analytical gradient, and the costs plans are
+    priced in: one forward (measured here) and one forward+backward (the case's, measured once)."""
 
     def __init__(
         self, case: Case, dtype: torch.dtype | None, leaves: list[object], forward: tuple[tuple[object, ...], float]
@@ -83,10 +83,9 @@ class _Setup:
         if not differentiable:
             raise NoDifferentiableOutput()
         self.cotangents = case.random_cotangents(differentiable, "gradient_blocks")  # type: ignore[arg-type]
-        start = time.perf_counter()
         wrt = [leaves[i] for i in case.diff_indices]
         grads = torch.autograd.grad(differentiable, wrt, self.cotangents, allow_unused=True)  # type: ignore[arg-type]
-        self.step_seconds = self.forward_seconds + time.perf_counter() - start
+        self.step_seconds = max(case.cost_s(), self.forward_seconds)
         self.grads = [None if g is None else g.detach() for g in grads]
         self.inputs = [self.values[i].detach() for i in case.diff_indices]  # type: ignore[attr-defined]
 
@@ -153,7 +152,9 @@ def _blockwise(case: Case, setup: _Setup, deadline: float) -> Outcome:
         power += f" ({noisiest:.0e} in the noisiest block)"
     covered = _coverage(plan, len(probes), len(coordinates))
     if len(probes) < len(blocks):
-        covered += f" (the {BUDGET_SECONDS:.0f} s budget ran out after {len(probes)} of {len(blocks)} blocks)"
+        covered += (
+            f" (its {plan.budget_seconds:.0f} s of the budget ran out after {len(probes)} of {len(blocks)} blocks)"
+        )
     data: dict[str, object] = {
         "plan": plan.to_dict(),
         "blocks": len(probes),

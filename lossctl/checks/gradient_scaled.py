@@ -139,7 +139,8 @@ def check_gradient_scaled(case: Case) -> Outcome:
         worst = max(mismatches, key=lambda m: m.rel_err if math.isfinite(m.rel_err) else math.inf)
         detail = f"{worst.summary()}; {detail}"
         data["mismatches"] = [m.to_dict() for m in mismatches]
-        hint = hint or worst.hint
+        # a slice found wrong by bisection says more than a factor fitted along the whole gradient
+        hint = worst.hint if worst.localized and worst.hint else hint or worst.hint
     return Outcome.failed(detail, hint=in_backward(case, hint), data=data)
 
 

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lossctl.render.heatmap import render_heatmap
-from lossctl.report import SETUP, CheckResult, Report, Status
+from lossctl.report import SETUP, CaseResult, CheckResult, Report, Status
 
 STYLES = {
     Status.PASSED: "green",
@@ -34,8 +34,23 @@ def render(
     for note in dict.fromkeys(notes):  # once each, in order
         parts.append(Text(f"note: {note}", style="dim"))
     parts.extend(details(report, verbose=verbose))
+    parts.extend(Text(line, style="dim") for case in report.cases if (line := resources_line(case)))
     parts.append(summary(report))
     return Group(*parts)
+
+
+def resources_line(case: CaseResult) -> str | None:
+    """`case: checks 41.2 s of a 60 s budget, one forward+backward 0.31 s (133×), peak RSS 1703 MB`."""
+    r = case.resources
+    if not r:
+        return None
+    parts = [f"checks {r['checks_s']:.1f} s of a {r['budget_s']:g} s budget"]
+    if (unit := r.get("forward_backward_s")) is not None:
+        times = f" ({r['checks_s'] / unit:.0f}×)" if unit > 0 else ""
+        parts.append(f"one forward+backward {unit:.3g} s{times}")
+    if (peak := r.get("peak_rss_mb")) is not None:
+        parts.append(f"peak RSS {peak:.0f} MB")
+    return f"{case.case}: {', '.join(parts)}"
 
 
 def results_table(report: Report) -> Table:
