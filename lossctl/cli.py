@@ -9,10 +9,11 @@ import contextlib
 import sys
 import traceback
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -371,7 +372,7 @@ def _run_bench(command: BenchCommand) -> ExitCode:
     from lossctl.bench import BenchOptions, load_saved, parse_dims, parse_percent, run_bench
     from lossctl.errors import UsageError
     from lossctl.files import check_distinct, check_writable, write_atomic
-    from lossctl.flags import validate_device, validate_seed, validate_targets
+    from lossctl.flags import validate_targets
     from lossctl.limits import MAX_INPUT_BYTES
     from lossctl.settings import resolve_settings
     from lossctl.spec import check_input_memory
@@ -386,13 +387,10 @@ def _run_bench(command: BenchCommand) -> ExitCode:
     if not (0 < command.min_time <= command.max_time < math.inf):
         raise UsageError("--min-time must be positive and --max-time at least --min-time")
     validate_targets(command.targets)
-    validate_seed(command.seed)
-    validate_device(command.device)
     save_stamp = check_writable(command.save, "--save") if command.save is not None else None
     if command.plot is not None:
         check_distinct([("--plot", command.plot), *([("--save", command.save)] if command.save else [])])
         check_writable(command.plot, "--plot")
-    if command.plot is not None:
         from lossctl.render.plot import require_matplotlib
 
         require_matplotlib()
@@ -588,7 +586,7 @@ def _run_check(command: CheckCommand) -> ExitCode:
     _quiet_torch_warnings()
     from lossctl.errors import SpecError, UsageError
     from lossctl.files import check_repro_folder
-    from lossctl.flags import validate_check_command, validate_in_process_timeout
+    from lossctl.flags import validate_in_process_timeout, validate_targets
     from lossctl.limits import MAX_INPUT_BYTES
     from lossctl.render.outputs import plan_outputs, write_outputs
     from lossctl.report import Report, environment_without_torch
@@ -597,7 +595,7 @@ def _run_check(command: CheckCommand) -> ExitCode:
     from lossctl.spec import check_input_memory
     from lossctl.suite import collect, filter_changed
 
-    validate_check_command(command)
+    validate_targets(command.targets)  # seed, device, timeout, budget: resolve_settings, for every front end
     plan = plan_outputs(command.formats, command.outputs)
     if command.repro is not None:
         check_repro_folder(command.repro)
@@ -642,9 +640,8 @@ def _run_check(command: CheckCommand) -> ExitCode:
     check_input_memory([job.spec for job in jobs], limit=None if command.allow_large else MAX_INPUT_BYTES)
     if command.changed_since is not None:
         jobs = filter_changed(jobs, command.changed_since)
-    if jobs:
-        from lossctl.runner import run_checks
-
+    options = None
+    if jobs:  # importing the runner imports torch: with nothing valid to run, it is never imported
         options = replace(
             settings.run_options(),
             threads=command.threads,
@@ -652,12 +649,14 @@ def _run_check(command: CheckCommand) -> ExitCode:
             only=only,
             exitfirst=command.exitfirst,
         )
-    else:  # nothing valid to run (only invalid specs, or no change): torch is never imported
 
-        def run_checks(*_: object) -> Report:
+    def run(on_result: Callable[[str, Any], None] | None = None) -> Report:
+        if not jobs:  # only invalid specs, or nothing changed
             return Report(cases=(), environment=environment_without_torch(settings.device))
+        from lossctl.runner import run_checks
 
-        options = None
+        return run_checks(jobs, options, on_result)
+
     if plan.stdout is Format.TABLE and err.is_terminal:
         with err.status("checking…") as status:
             done: set[str] = set()
@@ -666,13 +665,13 @@ def _run_check(command: CheckCommand) -> ExitCode:
                 done.add(case)
                 status.update(f"checking… {len(done)} case{'s' * (len(done) != 1)} · {case} · {result.check}")  # type: ignore[attr-defined]
 
-            report = run_checks(jobs, options, progress)
+            report = run(progress)
     elif plan.stdout is Format.TABLE:
-        report = run_checks(jobs, options)
+        report = run()
     else:
         # The report on stdout must stay parseable: what the user's code prints goes to stderr.
         with contextlib.redirect_stdout(sys.stderr):
-            report = run_checks(jobs, options)
+            report = run()
     if invalid:
         report = replace(report, cases=invalid_spec_results(invalid, report.environment.device) + report.cases)
     if report.interrupted and not report.cases:

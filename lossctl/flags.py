@@ -58,16 +58,6 @@ def validate_in_process_timeout(jobs: int, timeout_given: bool) -> None:
         )
 
 
-def validate_check_command(command: object) -> None:
-    """`lossctl check`'s flags that are wrong whatever the config says (duck-typed CheckCommand)."""
-    targets = getattr(command, "targets", ())
-    validate_targets(targets)
-    validate_seed(getattr(command, "seed", None))
-    validate_timeout(getattr(command, "timeout", None))
-    validate_budget(getattr(command, "budget", None))
-    validate_device(getattr(command, "device", None))
-
-
 def validate_device(device: str | None, source: str = "--device") -> None:
     """An empty --device would fall back to the config's or auto: say it is empty instead."""
     if device is not None and not device.strip():
