@@ -22,7 +22,13 @@ import torch
 
 from lossctl.case import Case, engine_rejection
 from lossctl.checks.base import Check, Skip
-from lossctl.checks.common import dtype_name, rel_error, require_differentiable_inputs, same_random_state
+from lossctl.checks.common import (
+    dtype_name,
+    rel_error,
+    require_differentiable_inputs,
+    rounded_leaves,
+    same_random_state,
+)
 from lossctl.inputs import derive_seed
 from lossctl.loader import describe_exception
 from lossctl.report import Outcome
@@ -70,7 +76,7 @@ def _check_dtype(case: Case, dtype: torch.dtype) -> Outcome | tuple[str, dict[st
     u = torch.finfo(dtype).eps / 2
     rounded = _inputs(case, dtype)
     try:
-        ref_out, ref_grads, cotangents = _run(case, _as(rounded, torch.float32), None, round_to=dtype)
+        ref_out, ref_grads, cotangents = _run(case, rounded_leaves(rounded, torch.float32), None, round_to=dtype)
     except Exception as error:
         if isinstance(error, RuntimeError) and engine_rejection(case, error):
             raise  # what backward returns is wrong in any dtype: the runner names it once
@@ -168,15 +174,6 @@ def _inputs(case: Case, dtype: torch.dtype) -> list[Any]:
     return values
 
 
-def _as(values: list[Any], dtype: torch.dtype) -> list[Any]:
-    return [
-        v.detach().to(dtype).requires_grad_(v.requires_grad)
-        if isinstance(v, torch.Tensor) and v.is_floating_point()
-        else v
-        for v in values
-    ]
-
-
 def _leaves(values: list[Any]) -> list[Any]:
     return [v.detach().clone().requires_grad_(v.requires_grad) if isinstance(v, torch.Tensor) else v for v in values]
 
@@ -232,7 +229,7 @@ def _conditioning(
     worst = [0.0] * len(wants)
     for _ in range(CONDITIONING_DRAWS):
         moved = []
-        for v in _as(rounded, torch.float32):
+        for v in rounded_leaves(rounded, torch.float32):
             if isinstance(v, torch.Tensor) and v.is_floating_point():
                 signs = torch.randint(0, 2, v.shape, generator=gen).to(v) * 2 - 1
                 moved.append((v.detach() * (1 + u * signs)).requires_grad_(v.requires_grad))
