@@ -86,3 +86,45 @@ def test_same_seed_is_bit_identical_and_per_argument():
 def test_plain_values_pass_through():
     values = build_inputs(spec(gamma=ValueArg(2.0), mode=ValueArg("mean")), DIMS, seed=0)
     assert values == {"gamma": 2.0, "mode": "mean"}
+
+
+def test_large_tensors_draw_in_chunks_reproducibly(monkeypatch):
+    """Above CHUNK_ELEMENTS a tensor is drawn chunk by chunk (here a tiny chunk size stands in for
+    2^24): the same seed gives the same tensor, on one thread or several, every chunk is its own
+    draw (no two chunks repeat), and per-row inits still normalize whole rows."""
+    import lossctl.inputs as inputs
+
+    monkeypatch.setattr(inputs, "CHUNK_ELEMENTS", 100)
+    dims = {"N": 97, "C": 7}  # 679 elements: 7 chunks, the last one partial
+    arg = TensorArg(shape=("N", "C"), mean=1.0, std=2.0)
+    one = build_tensor(arg, dims, seed=3)
+    torch.set_num_threads(1)
+    try:
+        serial = build_tensor(arg, dims, seed=3)
+    finally:
+        torch.set_num_threads(2)
+    assert torch.equal(one, serial) and one.dtype == torch.float64 and one.requires_grad
+    flat = one.detach().view(-1)
+    assert not torch.equal(flat[:100], flat[100:200])
+    assert abs(float(flat.mean()) - 1.0) < 0.4 and 1.5 < float(flat.std()) < 2.5
+    s = build_tensor(TensorArg(shape=("N", "C"), init="simplex", requires_grad=False), dims, seed=3)
+    torch.testing.assert_close(s.sum(-1), torch.ones(97, dtype=torch.float64))
+    half = build_tensor(TensorArg(shape=("N", "C"), mean=1.0, std=2.0, dtype="bfloat16"), dims, seed=3)
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.double(), one.detach(), atol=0.05, rtol=1e-2)
+
+
+def test_large_special_values_land_in_every_chunk(monkeypatch):
+    """`special:` at scale: every chunk holds at least one special element and none is all special
+    (an ignore_index row in every chunk of a chunked loss), and nothing needs a permutation of
+    the whole tensor."""
+    import lossctl.inputs as inputs
+
+    monkeypatch.setattr(inputs, "CHUNK_ELEMENTS", 100)
+    arg = TensorArg(shape=("N",), dtype="int64", init="randint", high=5, special=(-100.0, 0.001), requires_grad=False)
+    t = build_tensor(arg, {"N": 1000}, seed=4)
+    chunks = t.view(10, 100)
+    per_chunk = (chunks == -100).sum(1)
+    assert bool((per_chunk >= 1).all()) and bool((per_chunk < 100).all())
+    constant = build_tensor(TensorArg(shape=("N",), init="constant", value=0.5), {"N": 1000}, seed=4)
+    assert bool((constant == 0.5).all()) and constant.requires_grad
