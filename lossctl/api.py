@@ -50,7 +50,11 @@ def check(
     )
     options = settings.run_options()
     jobs_to_run = _jobs(target, spec, settings.tolerance)
-    check_input_memory([job.spec for job in jobs_to_run], limit=None if allow_large else MAX_INPUT_BYTES)
+    check_input_memory(
+        [job.spec for job in jobs_to_run],
+        limit=None if allow_large else MAX_INPUT_BYTES,
+        allow="allow_large=True (lossctl.check)",
+    )
     if jobs > 0 and any(job.target is not None for job in jobs_to_run):
         raise LossctlError(
             "an object passed to lossctl.check runs in this process only (jobs=0)",

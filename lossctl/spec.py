@@ -224,10 +224,14 @@ def input_bytes(spec: Spec, overrides: Mapping[str, Sequence[int]] | None = None
 
 
 def check_input_memory(
-    specs: Sequence[Spec], *, limit: int | None = MAX_INPUT_BYTES, overrides: Mapping[str, Sequence[int]] | None = None
+    specs: Sequence[Spec],
+    *,
+    limit: int | None = MAX_INPUT_BYTES,
+    overrides: Mapping[str, Sequence[int]] | None = None,
+    allow: str = "--allow-large",
 ) -> None:
     """Refuse a spec whose largest case asks for more input memory than `limit` (None: no limit),
-    before any tensor is built."""
+    before any tensor is built; `allow` names the switch that lifts the limit where it is called."""
     if limit is None:
         return
     for spec in specs:
@@ -243,7 +247,7 @@ def check_input_memory(
                 f"more than the {format_bytes(limit)} allowed",
                 source=spec.source,
                 line=spec.line,
-                hint="make the dims smaller, or pass --allow-large to run it anyway",
+                hint=f"make the dims smaller, or pass {allow} to run it anyway",
             )
 
 

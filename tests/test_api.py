@@ -81,8 +81,9 @@ def test_the_api_refuses_what_the_cli_refuses_and_runs_under_no_grad():
 
 def test_the_api_and_the_plugin_keep_the_input_memory_bound(tmp_path):
     big = "function: tests.fns.Square\ndims: {N: 200000, C: 1000}\nargs: {x: {shape: [N, C]}}\n"  # 1.6 GB
-    with pytest.raises(LossctlError, match="--allow-large"):
+    with pytest.raises(LossctlError) as refused:
         lossctl.check(spec=big, checks=["forward"])
+    assert "allow_large=True" in str(refused.value.hint) and "--allow-large" not in str(refused.value.hint)
     (tmp_path / "big.yaml").write_text(big)
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--lossctl", str(tmp_path / "big.yaml")],
@@ -92,3 +93,4 @@ def test_the_api_and_the_plugin_keep_the_input_memory_bound(tmp_path):
         timeout=120,
     )
     assert done.returncode == 1 and "1.0 GiB" in done.stdout and "1 failed" in done.stdout, done.stdout[-2000:]
+    assert "the plugin keeps the bound" in done.stdout
