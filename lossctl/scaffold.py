@@ -58,8 +58,39 @@ def spec_text(reference: str, target: Target, *, as_given: str | None = None) ->
     if lines[-1] == "args:":
         lines[-1] = "args: {}"
     if target.kind is TargetKind.MODULE:
-        lines.append("module_kwargs: {}   # the Module's constructor arguments")
+        required = _required_init_arguments(target.obj)
+        guessed = ", ".join(f"{name}: {value}" for name, value in required if value is not None)
+        unknown = [name for name, value in required if value is None]
+        note = "the Module's constructor arguments"
+        if guessed:
+            note = "required by __init__, guessed from its annotations: check them"
+        if unknown:
+            note += f"; also required, fill in: {', '.join(unknown)}"
+        lines.append(f"module_kwargs: {{{guessed}}}   # {note}")
     return "\n".join(lines) + "\n"
+
+
+INIT_GUESSES = {int: "5", float: "1.0", bool: "false", str: "''"}
+"""A first value for a required constructor argument, by its annotation (YAML)."""
+
+
+def _required_init_arguments(cls: type) -> list[tuple[str, str | None]]:
+    """The Module's required constructor arguments (no default), each with a first value to edit
+    when its annotation suggests one (None: no guess): `module_kwargs: {}` would not build it."""
+    try:
+        signature = inspect.signature(cls)
+        hints = inspect.get_annotations(cls.__init__, eval_str=True)
+    except (TypeError, ValueError, NameError):  # a builtin, or annotations that do not resolve
+        try:
+            signature, hints = inspect.signature(cls), {}
+        except (TypeError, ValueError):
+            return []
+    required = []
+    for p in signature.parameters.values():
+        if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            annotation = hints.get(p.name, p.annotation)
+            required.append((p.name, INIT_GUESSES.get(annotation)))
+    return required
 
 
 def _argument(p: inspect.Parameter, *, classes: bool, ignore_index: int | None) -> str | None:

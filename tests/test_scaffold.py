@@ -116,3 +116,20 @@ def test_init_on_a_module_needing_constructor_arguments_says_so_without_lossctl_
     result = run_cli("init", "mods.py:NeedsArg", cwd=tmp_path)
     assert "missing 1 required positional argument: 'margin'" in result.output, result.output
     assert "lossctl/runner.py" not in result.output and "Traceback" not in result.output
+    assert "also required, fill in: margin" in (tmp_path / "configs" / "needs_arg.yaml").read_text()
+
+
+def test_init_guesses_annotated_constructor_arguments(run_cli, tmp_path):
+    """Required constructor arguments with an int/float/bool annotation get a first value, so the
+    written spec builds the Module and runs; the comment says to check them."""
+    (tmp_path / "mods.py").write_text(
+        "from torch import nn\n\n\nclass Hinge(nn.Module):\n"
+        "    def __init__(self, margin: float, power: int, *, squared: bool):\n"
+        "        super().__init__()\n        self.margin, self.power, self.squared = margin, power, squared\n\n"
+        "    def forward(self, pred, target):\n        return (self.margin - pred * target).relu().pow(self.power).mean()\n"
+    )
+    result = run_cli("init", "mods.py:Hinge", cwd=tmp_path)
+    written = (tmp_path / "configs" / "hinge.yaml").read_text()
+    assert "module_kwargs: {margin: 1.0, power: 5, squared: false}" in written, written
+    assert "guessed from its annotations: check them" in written
+    assert "missing" not in result.output, result.output
