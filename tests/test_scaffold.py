@@ -126,7 +126,8 @@ def test_init_guesses_annotated_constructor_arguments(run_cli, tmp_path):
         "from torch import nn\n\n\nclass Hinge(nn.Module):\n"
         "    def __init__(self, margin: float, power: int, *, squared: bool):\n"
         "        super().__init__()\n        self.margin, self.power, self.squared = margin, power, squared\n\n"
-        "    def forward(self, pred, target):\n        return (self.margin - pred * target).relu().pow(self.power).mean()\n"
+        "    def forward(self, pred, target):\n"
+        "        return (self.margin - pred * target).relu().pow(self.power).mean()\n"
     )
     result = run_cli("init", "mods.py:Hinge", cwd=tmp_path)
     written = (tmp_path / "configs" / "hinge.yaml").read_text()
