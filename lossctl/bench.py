@@ -9,7 +9,6 @@ thread count) after a warm-up that runs until consecutive calls agree. Never pri
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import statistics
@@ -17,24 +16,22 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.benchmark import Timer
 
+from lossctl.bench_options import SCHEMA_VERSION, BenchOptions, load_saved, parse_dims, parse_percent
 from lossctl.case import Case, differentiable_outputs
 from lossctl.device import resolve_device
 from lossctl.errors import UsageError
 from lossctl.inputs import torch_dtype
-from lossctl.limits import MAX_DIM
 from lossctl.loader import describe_exception, format_user_traceback
 from lossctl.report import Environment
 from lossctl.roofline import Figures, Limits, PhaseWork, figures, least_work, machine_limits, measure_work
 from lossctl.spec import FLOAT_DTYPES, Spec, sweep
 from lossctl.suite import Job
 
-SCHEMA_VERSION = 1
 NOISY = 0.10
 """A timing is flagged noisy when IQR / median exceeds this."""
 
@@ -304,30 +301,6 @@ class BenchReport:
 
 def _figures_dict(by_subject: Mapping[str, Mapping[str, Figures]]) -> dict[str, Any]:
     return {who: {phase: f.to_dict() for phase, f in phases.items()} for who, phases in by_subject.items()}
-
-
-@dataclass(frozen=True)
-class BenchOptions:
-    device: str = "auto"
-    dtype: str | None = None
-    """Cast every floating input to this dtype; None keeps the spec's dtypes."""
-    dims: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
-    """Replace these dims' sizes (a sweep) in every spec that has them."""
-    seed: int | None = None
-    min_time: float = 0.2
-    """Seconds each timing's adaptive autorange runs at least."""
-    max_time: float = 5.0
-    threads: int | None = None
-    compare: Mapping[str, Any] | None = None
-    """A saved report (parsed JSON) to compare with."""
-    compare_name: str | None = None
-    fail_slower: float | None = None
-    roofline: bool = True
-    """Measure the machine's limits (or read them from the cache) for % of roofline."""
-    limits_cache: Path | None = None
-    """Folder of the limits cache; None: $XDG_CACHE_HOME/lossctl or ~/.cache/lossctl."""
-    remeasure: bool = False
-    """Measure the limits afresh instead of reading the cache (the cache is then updated)."""
 
 
 # --------------------------------------------------------------------------- running
@@ -686,45 +659,4 @@ def _compare(
     return tuple(comparisons), tuple(fingerprint.differences(before_print))
 
 
-def load_saved(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        raise UsageError(f"--compare: no such file: {path}") from None
-    except (OSError, ValueError) as error:  # ValueError: bad JSON, or bytes that are not UTF-8
-        raise UsageError(f"--compare: cannot read {path} ({str(error)[:200]})") from None
-    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION or "fingerprint" not in data:
-        raise UsageError(f"--compare: {path} is not a lossctl bench --save file (schema_version {SCHEMA_VERSION})")
-    return data
-
-
-def parse_dims(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
-    """`N=1024,4096` (repeatable) → {"N": (1024, 4096)}."""
-    dims: dict[str, tuple[int, ...]] = {}
-    for item in items:
-        for part in item.split(";"):
-            name, sep, sizes = part.partition("=")
-            try:
-                values = tuple(int(s) for s in sizes.split(",") if s.strip())
-            except ValueError:
-                values = ()
-            if not sep or not name.strip().isidentifier() or not values or min(values) < 1:
-                raise UsageError(f"--dims: `{part}` is not NAME=SIZE[,SIZE…]", hint="e.g. --dims N=1024,4096,16384")
-            if max(values) > MAX_DIM:  # the spec's own bound on a size
-                raise UsageError(f"--dims: {name.strip()}={max(values):,} is more than {MAX_DIM:,} (2⁴⁰)")
-            dims[name.strip()] = values
-    return dims
-
-
-def parse_percent(text: str | None) -> float | None:
-    if text is None:
-        return None
-    value = text.strip().removesuffix("%")
-    try:
-        fraction = float(value) / 100
-    except ValueError:
-        raise UsageError(f"--fail-slower: `{text}` is not a percentage", hint="e.g. --fail-slower 10%") from None
-    if not 0 <= fraction < math.inf:  # nan compares false with everything: the gate could never trip
-        raise UsageError(f"--fail-slower: `{text}` must be a finite percentage of 0 or more")
-    return fraction
+__all__ = ["SCHEMA_VERSION", "BenchOptions", "load_saved", "parse_dims", "parse_percent", "run_bench"]

@@ -369,7 +369,7 @@ def _run_bench(command: BenchCommand) -> ExitCode:
     _quiet_torch_warnings()
     import math
 
-    from lossctl.bench import BenchOptions, load_saved, parse_dims, parse_percent, run_bench
+    from lossctl.bench_options import BenchOptions, load_saved, parse_dims, parse_percent
     from lossctl.errors import UsageError
     from lossctl.files import check_distinct, check_writable, write_atomic
     from lossctl.flags import validate_targets
@@ -415,6 +415,8 @@ def _run_bench(command: BenchCommand) -> ExitCode:
     check_input_memory(
         [job.spec for job in jobs], limit=None if command.allow_large else MAX_INPUT_BYTES, overrides=options.dims
     )
+    from lossctl.bench import run_bench  # imports torch: only once the specs are known to be good
+
     err = Console(stderr=True)
     if command.format is Format.TABLE and err.is_terminal:
         from rich.progress import Progress
