@@ -166,11 +166,13 @@ def _autocast(case: Case, dtype: torch.dtype) -> Iterator[None]:
 def _inputs(case: Case, dtype: torch.dtype) -> list[Any]:
     """The inputs as AMP delivers them: the first one requiring grad (the activations: logits,
     hidden states) in the autocast dtype, other floating tensors (weights, targets) float32."""
-    values = case.fresh()
     first = case.diff_indices[0]
+    values = list(case.values)
     for k, v in enumerate(values):
-        if isinstance(v, torch.Tensor) and v.is_floating_point():
-            values[k] = v.detach().to(dtype if k == first else torch.float32).requires_grad_(v.requires_grad)
+        if isinstance(v, torch.Tensor):
+            # cast from the case's own inputs (not a float64 copy of them first): one copy each
+            to = (dtype if k == first else torch.float32) if v.is_floating_point() else v.dtype
+            values[k] = v.detach().to(to, copy=True).requires_grad_(v.requires_grad)
     return values
 
 
@@ -231,8 +233,10 @@ def _conditioning(
         moved = []
         for v in rounded_leaves(rounded, torch.float32):
             if isinstance(v, torch.Tensor) and v.is_floating_point():
-                signs = torch.randint(0, 2, v.shape, generator=gen).to(v) * 2 - 1
-                moved.append((v.detach() * (1 + u * signs)).requires_grad_(v.requires_grad))
+                # ±u in v's dtype, in place: no int64 draw and no temporaries of the input's size
+                factor = torch.randint(0, 2, v.shape, generator=gen, dtype=v.dtype).to(v.device)
+                factor.mul_(2).sub_(1).mul_(u).add_(1)
+                moved.append(factor.mul_(v.detach()).requires_grad_(v.requires_grad))
             else:
                 moved.append(v)
         outs, grads, _ = _run(case, moved, cotangents)
