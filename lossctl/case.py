@@ -184,7 +184,7 @@ class CheckContext:
         """Whether forward draws random numbers (dropout, noise): two calls with different random
         streams give different outputs. Measured once per case: three checks ask."""
         if self._random_forward is None:
-            first = self.forward()
+            first = without_graph(self.forward())  # its values only: its graph holds a copy of the inputs
             second = self.call(self.fresh(), stream="forward-other")
             self._random_forward = any(
                 isinstance(a, torch.Tensor) and not torch.equal(a.detach(), b.detach())

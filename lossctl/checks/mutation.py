@@ -122,9 +122,11 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     a = a.detach()
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
+    if torch.equal(a, b):  # no temporaries: the common case at any size
+        return True
     if a.is_floating_point() or a.is_complex():
         return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
-    return torch.equal(a, b)
+    return False
 
 
 def _ptr(tensor: torch.Tensor) -> int:
