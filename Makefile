@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-parallel bench-scale bench-startup fuzz dist clean
+.PHONY: install demo test lint format bench bench-parallel bench-scale bench-memory bench-startup fuzz dist clean
 
 install: $(STAMP)
 
@@ -52,3 +52,6 @@ dist: install
 
 bench-scale: install
 	$(BIN)/python benchmarks/scale.py
+
+bench-memory: install
+	$(BIN)/python benchmarks/memory.py

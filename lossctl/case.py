@@ -146,7 +146,9 @@ class CheckContext:
                 self._float64_error = f"float64 is not supported on {self.device.type}"
             else:
                 try:
-                    self._float64_outputs = self.call(self.fresh(torch.float64), torch.float64)
+                    # without their graph: it holds the float64 copies and what forward saved,
+                    # and the checks asking need only the outputs' shapes, dtypes and positions
+                    self._float64_outputs = without_graph(self.call(self.fresh(torch.float64), torch.float64))
                 except Exception as error:
                     self._float64_error = f"cannot run in float64 ({type(error).__name__}: {error})"
         return self._float64_error
@@ -182,7 +184,7 @@ class CheckContext:
         """Whether forward draws random numbers (dropout, noise): two calls with different random
         streams give different outputs. Measured once per case: three checks ask."""
         if self._random_forward is None:
-            first = self.forward()
+            first = without_graph(self.forward())  # its values only: its graph holds a copy of the inputs
             second = self.call(self.fresh(), stream="forward-other")
             self._random_forward = any(
                 isinstance(a, torch.Tensor) and not torch.equal(a.detach(), b.detach())
@@ -350,6 +352,12 @@ def as_outputs(result: Any) -> tuple[Any, ...]:
     if isinstance(result, tuple | list):
         return tuple(result)
     return (result,)
+
+
+def without_graph(outputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`outputs` cut from the graph that made them: detached tensors that still require grad
+    where they did (so is_differentiable and output_positions see the same outputs)."""
+    return tuple(o.detach().requires_grad_(o.requires_grad) if isinstance(o, torch.Tensor) else o for o in outputs)
 
 
 def is_differentiable(value: Any) -> bool:

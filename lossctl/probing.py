@@ -296,9 +296,16 @@ class Prober:
         index = block.index()
         grad = self.grads[block.input][index]
         grad_cpu = grad.cpu()
-        ds = [self._direction(grad.shape) for _ in range(directions or self.directions)]
-        analytical = tuple(float((grad_cpu * d).sum()) for d in ds)
-        measured = [self._difference(block.input, index, d.to(grad.device), self.eps) for d in ds]
+        # one block-sized direction alive at a time (the same draws as drawing them all first)
+        first: torch.Tensor | None = None
+        products, measured = [], []
+        for _ in range(directions or self.directions):
+            d = self._direction(grad.shape)
+            first = d if first is None else first
+            products.append(float((grad_cpu * d).sum()))
+            measured.append(self._difference(block.input, index, d.to(grad.device), self.eps))
+            del d
+        analytical = tuple(products)
         numerical = tuple(m[0] for m in measured)
         gradient_norm = float(grad.norm())
         floor = self.tolerance * self.element_rms * math.sqrt(grad.numel())
@@ -319,7 +326,8 @@ class Prober:
         if self.confirmed >= CONFIRM_ENOUGH:  # the verdict is decided; this only shapes the localisation
             return BlockProbe(**{**result.__dict__, "confirmed": True})
         # one direction suffices to tell a persistent mismatch from truncation or rounding
-        again = self._difference(block.input, index, ds[0].to(grad.device), self.eps * CONFIRM_STEP)[0]
+        assert first is not None
+        again = self._difference(block.input, index, first.to(grad.device), self.eps * CONFIRM_STEP)[0]
         result = _with_confirmation(result, numerical[:1], [again])
         self.confirmed += result.confirmed
         return result

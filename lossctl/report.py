@@ -58,6 +58,9 @@ class CheckResult:
     explain: str | None = None
     traceback: str | None = None
     """The user's traceback when their code raised (status ERROR)."""
+    peak_mb: float | None = None
+    """Memory above the case's baseline (its inputs built) at this check's peak, MB: resident
+    memory, or CUDA's allocated memory on a GPU; None where not measured (lossctl.memory)."""
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,12 @@ class CaseResult:
     source_line: int | None = None
     resources: Mapping[str, float] = field(default_factory=dict)
     """What the case cost: `budget_s` (its checks' budget), `forward_backward_s` (one measured pass,
-    the unit check costs are priced in), `checks_s` (its checks' time) and `peak_rss_mb` (the peak
-    resident memory of the process that ran it, so far); empty where the case did not run."""
+    the unit check costs are priced in), `checks_s` (its checks' time); its memory in MB:
+    `inputs_mb` (its tensor inputs), `peak_rss_mb` (the case's peak resident memory when
+    `peak_rss_per_case` is 1, else the process's peak so far), `baseline_rss_mb` (at its start,
+    inputs built), `peak_above_baseline_mb` and that as `peak_x_inputs`; for a large case
+    `forward_backward_peak_mb` (one forward+backward's own peak) and `peak_x_forward_backward`; on
+    CUDA `peak_cuda_mb` and `baseline_cuda_mb` (allocated). Empty where the case did not run."""
 
     @property
     def status(self) -> Status:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -19,6 +18,7 @@ from lossctl.device import clock, device_name, resolve_device, seed_device
 from lossctl.errors import LossctlError
 from lossctl.inputs import derive_seed
 from lossctl.loader import describe_exception, format_user_traceback, load_object
+from lossctl.memory import LARGE_CASE_BYTES, CaseMemory, tensor_bytes
 from lossctl.report import RUN, SETUP, VERIFIED, CaseResult, CheckResult, Environment, Outcome, Report, Status
 from lossctl.selection import select_tasks
 from lossctl.settings import DEFAULT_BUDGET_S, allows_unverified, case_budget
@@ -353,6 +353,8 @@ def _run_case(
 ) -> CaseResult:
     results: list[CheckResult] = []
     started = on_start or (lambda case_id, check_id: None)
+    memory = CaseMemory(case.device, large=inputs_bytes(case) >= LARGE_CASE_BYTES)
+    forward_backward_mb = None
 
     def record(result: CheckResult) -> None:
         results.append(result)
@@ -360,7 +362,7 @@ def _run_case(
             on_result(case.id, result)
 
     started(case.id, "forward")
-    probe = _run_one(case, "forward", _probe_forward)
+    probe = _run_measured(memory, case, "forward", _probe_forward)
     if probe.status is Status.ERROR:
         record(replace(probe, detail=f"forward raised {probe.detail}"))
         for check in checks:
@@ -368,15 +370,16 @@ def _run_case(
                 record(_skipped(check.id, "forward raised (see the forward row)"))
     else:
         rejected: dict[str, str] = {}
+        forward_backward_mb = forward_backward_peak(case, memory)
         for check in with_scale_checks(case, checks, at_scale):
             started(case.id, check.id)
             over = over_budget(case, check.id)
-            record(_skipped(check.id, over) if over else _run_one(case, check.id, check.run, rejected))
+            record(_skipped(check.id, over) if over else _run_measured(memory, case, check.id, check.run, rejected))
         if (unverified := unverified_gradients(case, results, allow_unverified)) is not None:
             record(unverified)
     file, line = case.target.source_location()
     return CaseResult(
-        resources=case_resources(case, results),
+        resources=case_resources(case, results, memory, forward_backward_mb),
         case=case.id,
         spec=case.spec.name,
         function=case.spec.function,
@@ -407,25 +410,52 @@ def with_scale_checks(case: Case, checks: tuple[Check, ...], at_scale: tuple[Che
     return tuple(sorted((*checks, *at_scale), key=lambda c: order.get(c.id, len(order))))
 
 
-def case_resources(case: Case, results: Sequence[CheckResult]) -> dict[str, float]:
+def case_resources(
+    case: Case,
+    results: Sequence[CheckResult],
+    memory: CaseMemory | None = None,
+    forward_backward_mb: float | None = None,
+) -> dict[str, float]:
     """The case's budget, its measured forward+backward (when a check asked for it), its checks'
-    time and the process's peak resident memory so far (per case only when a worker runs one case)."""
+    time and its memory (lossctl.memory: the case's own peak where the platform allows)."""
     resources = {"budget_s": case.budget_s, "checks_s": sum(r.duration_ms for r in results) / 1e3}
     if case.measured_cost_s() is not None:
         resources["forward_backward_s"] = case.measured_cost_s()
-    if (peak := peak_rss_mb()) is not None:
-        resources["peak_rss_mb"] = peak
+    memory = memory or CaseMemory(case.device)
+    resources.update(memory.resources(inputs_bytes(case), forward_backward_mb))
     return resources
 
 
-def peak_rss_mb() -> float | None:
-    """This process's peak resident memory in MB (None where the platform does not say)."""
-    try:
-        import resource
-    except ImportError:  # Windows
+def inputs_bytes(case: Case) -> int:
+    """Bytes of the case's tensor inputs (positional and keyword): the unit "input copies" count in."""
+    return tensor_bytes(case.values) + tensor_bytes(case.kwargs)
+
+
+def forward_backward_peak(case: Case, memory: CaseMemory) -> float | None:
+    """One forward+backward's own peak memory (its inputs' copies made before, not counted), MB:
+    measured once, for a case whose inputs are large enough for the figure to mean something."""
+    if not case.diff_indices or inputs_bytes(case) < LARGE_CASE_BYTES:
         return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
+    values = case.fresh()
+
+    def run() -> None:
+        with isolated_state("memory"), torch.enable_grad():
+            case.vjp(values, "memory")
+
+    return memory.forward_backward_peak(run)
+
+
+def _run_measured(
+    memory: CaseMemory,
+    case: Case,
+    check_id: str,
+    run: Callable[[Case], Outcome],
+    rejected: dict[str, str] | None = None,
+) -> CheckResult:
+    """_run_one, with the check's peak memory above the case's baseline (CheckResult.peak_mb)."""
+    with memory.measure() as peak:
+        result = _run_one(case, check_id, run, rejected)
+    return replace(result, peak_mb=peak.mb)
 
 
 def over_budget(case: Case, check_id: str) -> str | None:

@@ -166,11 +166,13 @@ def _autocast(case: Case, dtype: torch.dtype) -> Iterator[None]:
 def _inputs(case: Case, dtype: torch.dtype) -> list[Any]:
     """The inputs as AMP delivers them: the first one requiring grad (the activations: logits,
     hidden states) in the autocast dtype, other floating tensors (weights, targets) float32."""
-    values = case.fresh()
     first = case.diff_indices[0]
+    values = list(case.values)
     for k, v in enumerate(values):
-        if isinstance(v, torch.Tensor) and v.is_floating_point():
-            values[k] = v.detach().to(dtype if k == first else torch.float32).requires_grad_(v.requires_grad)
+        if isinstance(v, torch.Tensor):
+            # cast from the case's own inputs (not a float64 copy of them first): one copy each
+            to = (dtype if k == first else torch.float32) if v.is_floating_point() else v.dtype
+            values[k] = v.detach().to(to, copy=True).requires_grad_(v.requires_grad)
     return values
 
 
@@ -184,11 +186,13 @@ def _run(
     cotangents: list[torch.Tensor] | None,
     autocast_forward: torch.dtype | None = None,
     round_to: torch.dtype | None = None,
+    owned: bool = False,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor | None], list[torch.Tensor]]:
     """Forward (under autocast when asked) and backward with `cotangents` (or seeded ones rounded
-    to `round_to`); float32 copies of outputs, gradients and the cotangents used."""
+    to `round_to`); float32 copies of outputs, gradients and the cotangents used. `owned`: the
+    values are new leaves made for this run alone (not copied again)."""
     with same_random_state(case, "autocast"):
-        return _forward_backward(case, _leaves(values), cotangents, autocast_forward, round_to)
+        return _forward_backward(case, values if owned else _leaves(values), cotangents, autocast_forward, round_to)
 
 
 def _forward_backward(
@@ -228,19 +232,27 @@ def _conditioning(
     gen = torch.Generator().manual_seed(derive_seed(case.seed, "autocast", "conditioning"))
     worst = [0.0] * len(wants)
     for _ in range(CONDITIONING_DRAWS):
-        moved = []
-        for v in rounded_leaves(rounded, torch.float32):
-            if isinstance(v, torch.Tensor) and v.is_floating_point():
-                signs = torch.randint(0, 2, v.shape, generator=gen).to(v) * 2 - 1
-                moved.append((v.detach() * (1 + u * signs)).requires_grad_(v.requires_grad))
-            else:
-                moved.append(v)
-        outs, grads, _ = _run(case, moved, cotangents)
+        outs, grads, _ = _run(case, _moved(rounded, gen, u), cotangents, owned=True)
         for k, (got, want) in enumerate(zip(outs + grads, wants, strict=True)):
             if got is not None and want is not None:
                 err = rel_error(got, want)
                 worst[k] = max(worst[k], err if math.isfinite(err) else 0.0)
+        del outs, grads, got  # before the next draw makes its own
     return worst
+
+
+def _moved(rounded: list[Any], gen: torch.Generator, u: float) -> list[Any]:
+    """New float32 leaves: each floating input times 1 ± u (random signs); other values copied."""
+    moved = []
+    for v in rounded:
+        if isinstance(v, torch.Tensor) and v.is_floating_point():
+            # ±u in float32, in place: no int64 draw and no temporaries of the input's size
+            factor = torch.randint(0, 2, v.shape, generator=gen, dtype=torch.float32).to(v.device)
+            factor.mul_(2).sub_(1).mul_(u).add_(1)
+            moved.append(factor.mul_(v.detach()).requires_grad_(v.requires_grad))
+        else:
+            moved.append(_leaves([v])[0])
+    return moved
 
 
 CHECK = Check.of("autocast", check_autocast)

@@ -58,7 +58,9 @@ def check_gradient_blocks(case: Case) -> Outcome:
             outputs = _timed(lambda: case.call(leaves, torch.float64))
         except Exception as error:  # a Triton-like kernel refuses float64: its own dtype, then
             return _taylor(case, deadline, f"cannot run float64 ({type(error).__name__})")
-        return _blockwise(case, _Setup(case, torch.float64, leaves, outputs), deadline)
+        setup = _Setup(case, torch.float64, leaves, outputs)
+        del leaves, outputs  # the setup holds what it needs: the first forward's graph is freed now
+        return _blockwise(case, setup, deadline)
     return _taylor(case, deadline, f"float64 is not supported on {case.device.type}")
 
 
@@ -76,8 +78,8 @@ class _Setup:
         self, case: Case, dtype: torch.dtype | None, leaves: list[object], forward: tuple[tuple[object, ...], float]
     ) -> None:
         self.case, self.dtype = case, dtype
-        self.values = case.fresh(dtype)
         outputs, self.forward_seconds = forward
+        del forward
         self.positions = case.output_positions(outputs)
         differentiable = [outputs[p] for p in self.positions]
         if not differentiable:
@@ -85,9 +87,20 @@ class _Setup:
         self.cotangents = case.random_cotangents(differentiable, "gradient_blocks")  # type: ignore[arg-type]
         wrt = [leaves[i] for i in case.diff_indices]
         grads = torch.autograd.grad(differentiable, wrt, self.cotangents, allow_unused=True)  # type: ignore[arg-type]
+        del outputs, differentiable, wrt  # the graph: freed before cost_s() may run another forward+backward
         self.step_seconds = max(case.cost_s(), self.forward_seconds)
         self.grads = [None if g is None else g.detach() for g in grads]
-        self.inputs = [self.values[i].detach() for i in case.diff_indices]  # type: ignore[attr-defined]
+        # The probes evaluate at the leaves' values (no second copy of the inputs); the inputs
+        # that are perturbed are cloned by the Prober, after which release_inputs() drops these.
+        self.values: list[object] = [v.detach() if isinstance(v, torch.Tensor) else v for v in leaves]
+        self.inputs = [self.values[i] for i in case.diff_indices]
+        self._shapes = [tuple(t.shape) for t in self.inputs]  # type: ignore[attr-defined]
+
+    def release_inputs(self) -> None:
+        """Forget the differentiable inputs once a Prober holds its own copy of them: `scalar`
+        substitutes those positions on every call, so only the other values are needed."""
+        self.values = [None if i in self.case.diff_indices else v for i, v in enumerate(self.values)]
+        self.inputs = []
 
     def scalar(self, diff: Sequence[torch.Tensor]) -> float:
         with torch.no_grad():
@@ -100,7 +113,7 @@ class _Setup:
         )
 
     def shapes(self) -> list[tuple[int, ...]]:
-        return [tuple(t.shape) for t in self.inputs]
+        return list(self._shapes)
 
     def plan(self, float64: bool, seconds: float) -> Plan:
         return plan_probes(
@@ -123,6 +136,7 @@ def _blockwise(case: Case, setup: _Setup, deadline: float) -> Outcome:
         tolerance=tol.rtol,
         seed=derive_seed(case.seed, "gradient_blocks"),
     )
+    setup.release_inputs()
     # the first forward ran cold (and recorded a graph): the no-grad one the probes repeat is the cost
     setup.forward_seconds = min(setup.forward_seconds, time.perf_counter() - start)
     plan = setup.plan(float64=True, seconds=deadline - time.perf_counter())
@@ -134,7 +148,7 @@ def _blockwise(case: Case, setup: _Setup, deadline: float) -> Outcome:
             break
         probes.append(prober.probe(block))
     coordinates = []
-    per_input = plan.coordinates // max(len(setup.inputs), 1)
+    per_input = plan.coordinates // max(len(setup.shapes()), 1)
     for position, shape in enumerate(setup.shapes()):
         limit = math.prod(shape) if plan.every_coordinate else max(per_input, 1)
         seed = derive_seed(case.seed, "gradient_blocks", "coordinates", position)

@@ -124,16 +124,27 @@ def _by(mutations: list[_Mutation], key: int, phase: str | None = None) -> str:
 
 def check_inplace(case: Case) -> Outcome:
     require_differentiable_inputs(case)
-    values = case.fresh()
-    originals = [v.detach().clone() if isinstance(v, torch.Tensor) else None for v in values]
     saved: list[_Saved] = []
+    try:
+        return _check(case, saved)
+    finally:
+        # The graph holds the pack hook, which holds this list, which holds the ctx (the graph):
+        # a cycle through C++ that Python's collector cannot see. Emptying the list breaks it;
+        # without this every run leaked the graph and its copies of the inputs.
+        saved.clear()
+
+
+def _check(case: Case, saved: list[_Saved]) -> Outcome:
+    values = case.fresh()
+    # fresh() copied case.values, which nothing writes to: they are the originals (no third copy)
+    originals = [v.detach() if isinstance(v, torch.Tensor) else None for v in case.values]
     recorder = _Recorder()
     with _recording_saves(saved), recorder:
         outputs = case.call(values)
     # Only what the graph of the outputs holds matters: a Function called inside another's forward
     # (a sparsemax inside a loss) saves tensors for a backward that never runs there.
     in_graph = _graph_nodes(differentiable_outputs(outputs))
-    saved = [item for item in saved if item.how == "autograd" or id(item.owner) in in_graph]
+    saved[:] = [item for item in saved if item.how == "autograd" or id(item.owner) in in_graph]
 
     for name, value, original in zip(case.names, values, originals, strict=True):
         if original is None or any(out is value for out in outputs):

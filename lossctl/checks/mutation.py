@@ -48,20 +48,36 @@ class _Saved:
 @dataclass
 class _Saves:
     """Tensors autograd saves while active, each with a copy of its bytes when it was saved: at
-    ctx.save_for_backward for a Function (forward may go on to write into it), else when packed."""
+    ctx.save_for_backward for a Function (forward may go on to write into it), else when packed.
+    A saved input whose bytes still equal the case's original is not copied: the original is the
+    copy (a loss saving its input and target would otherwise hold a third copy of both)."""
 
+    originals: list[torch.Tensor]
+    """The case's own inputs (case.values), which no check writes to."""
+    values: list[object]
+    """The copies forward runs on."""
     items: list[_Saved] = field(default_factory=list)
     calls: list[tuple[torch.Tensor, torch.Tensor, int]] = field(default_factory=list)
 
+    def snapshot(self, tensor: torch.Tensor) -> torch.Tensor:
+        for value, original in zip(self.values, self.originals, strict=True):
+            if value is tensor and isinstance(original, torch.Tensor) and _same(tensor, original.detach()):
+                return original.detach()
+        return tensor.detach().clone()
+
     def save_call(self, tensor: torch.Tensor) -> None:
-        self.calls.append((tensor, tensor.detach().clone(), tensor._version))
+        self.calls.append((tensor, self.snapshot(tensor), tensor._version))
 
     def pack(self, tensor: torch.Tensor) -> int:
-        copy, version = tensor.detach().clone(), tensor._version
-        for saved, at_call, version_at_call in self.calls:
-            if saved is tensor or _layout(saved) == _layout(tensor):
-                copy, version = at_call, version_at_call
-                break
+        found = next(
+            (
+                (at_call, version)
+                for saved, at_call, version in self.calls
+                if saved is tensor or _layout(saved) == _layout(tensor)
+            ),
+            None,
+        )
+        copy, version = found if found is not None else (self.snapshot(tensor), tensor._version)
         self.items.append(_Saved(tensor, copy, version))
         return len(self.items) - 1
 
@@ -71,6 +87,12 @@ class _Saves:
             item.changed_before_backward = True
             item.changed_version = item.tensor._version != item.version
         return item.tensor
+
+    def clear(self) -> None:
+        """Let go of every tensor: the graph holds the hooks that hold this object, a cycle
+        through C++ that Python's collector cannot see (a saved intermediate's grad_fn is the graph)."""
+        self.items.clear()
+        self.calls.clear()
 
 
 @contextlib.contextmanager
@@ -100,9 +122,11 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     a = a.detach()
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
+    if torch.equal(a, b):  # no temporaries: the common case at any size
+        return True
     if a.is_floating_point() or a.is_complex():
         return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
-    return torch.equal(a, b)
+    return False
 
 
 def _ptr(tensor: torch.Tensor) -> int:
@@ -125,7 +149,14 @@ def _name(case: Case, values: list[object], outputs: tuple[object, ...], tensor:
 def check_mutation(case: Case) -> Outcome:
     require_differentiable_inputs(case)
     values = case.fresh()
-    saves = _Saves()
+    saves = _Saves(list(case.values), values)
+    try:
+        return _check(case, values, saves)
+    finally:
+        saves.clear()
+
+
+def _check(case: Case, values: list[object], saves: _Saves) -> Outcome:
     with _recording(saves):
         outputs = case.call(values)
     # Inputs that forward changed, by any write: `inplace` reports those (it compares values).
@@ -134,9 +165,14 @@ def check_mutation(case: Case) -> Outcome:
         for value, original in zip(values, case.values, strict=True)
         if isinstance(value, torch.Tensor) and not _same(value, original.detach())
     }
+    # An input forward left alone is compared with the case's original (no copy of it is held).
     inputs = {
-        name: (value, value.detach().clone(), value._version)
-        for name, value in zip(case.names, values, strict=True)
+        name: (
+            value,
+            value.detach().clone() if _ptr(value) in changed_in_forward else original.detach(),
+            value._version,
+        )
+        for name, value, original in zip(case.names, values, case.values, strict=True)
         if isinstance(value, torch.Tensor)
     }
     diff = [outputs[p] for p in case.output_positions(outputs)]

@@ -40,7 +40,9 @@ def render(
 
 
 def resources_line(case: CaseResult) -> str | None:
-    """`case: checks 41.2 s of a 60 s budget, one forward+backward 0.31 s (133×), peak RSS 1703 MB`."""
+    """`case: checks 41.2 s of a 60 s budget, one forward+backward 0.31 s (133×), peak RSS 1.7 GB
+    (+1.2 GB = 7.7× the inputs (160 MB), 3.1× one forward+backward's +390 MB); worst check
+    gradient_scaled +1.1 GB`."""
     r = case.resources
     if not r:
         return None
@@ -48,9 +50,39 @@ def resources_line(case: CaseResult) -> str | None:
     if (unit := r.get("forward_backward_s")) is not None:
         times = f" ({r['checks_s'] / unit:.0f}×)" if unit > 0 else ""
         parts.append(f"one forward+backward {unit:.3g} s{times}")
-    if (peak := r.get("peak_rss_mb")) is not None:
-        parts.append(f"peak RSS {peak:.0f} MB")
+    if (memory := memory_text(case)) is not None:
+        parts.append(memory)
     return f"{case.case}: {', '.join(parts)}"
+
+
+def memory_text(case: CaseResult) -> str | None:
+    """The case's peak memory in words: absolute, above its start, as multiples, and its worst check."""
+    r = case.resources
+    cuda = "peak_cuda_mb" in r
+    peak = r.get("peak_cuda_mb" if cuda else "peak_rss_mb")
+    if peak is None:
+        return None
+    kind = "peak CUDA memory" if cuda else "peak RSS"
+    if not cuda and not r.get("peak_rss_per_case", 1.0):
+        return f"{kind} {fmt_mb(peak)} (the process's so far: earlier cases included)"
+    text = f"{kind} {fmt_mb(peak)}"
+    above = r.get("peak_above_baseline_mb")
+    if above is not None:
+        multiples = []
+        if r.get("inputs_mb"):
+            multiples.append(f"{r['peak_x_inputs']:.1f}× the inputs ({fmt_mb(r['inputs_mb'])})")
+        if (unit := r.get("forward_backward_peak_mb")) is not None and "peak_x_forward_backward" in r:
+            multiples.append(f"{r['peak_x_forward_backward']:.1f}× one forward+backward's +{fmt_mb(unit)}")
+        text += f" (+{fmt_mb(above)}" + (f" = {', '.join(multiples)}" if multiples else "") + ")"
+    worst = max((c for c in case.checks if c.peak_mb is not None), key=lambda c: c.peak_mb or 0.0, default=None)
+    if worst is not None and worst.peak_mb is not None:
+        text += f"; worst check {worst.check} +{fmt_mb(worst.peak_mb)}"
+    return text
+
+
+def fmt_mb(mb: float) -> str:
+    """`912 MB`, `1.7 GB`."""
+    return f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB"
 
 
 def results_table(report: Report) -> Table:
