@@ -8,7 +8,88 @@ import re
 import pytest
 
 from lossctl import activity
-from lossctl.activity import Where
+from lossctl.activity import Activity, Where
+from lossctl.runner import RunOptions, run_checks
+from lossctl.spec import load_spec_file
+from lossctl.suite import Job
+from lossctl.watchdog import timeout_message
+
+# ------------------------------------------------------------------ the message (pure)
+
+
+def _seen(calls: int, last_return: float | None, event: int = activity.FORWARD_RETURNED) -> Activity:
+    at = last_return if last_return is not None else 100.0
+    return Activity(calls, last_return, event, at, check_started=100.0)
+
+
+IN_BACKWARD = Where("backward", "losses.py:42 in `backward`")
+
+
+def test_calls_returning_up_to_the_limit_mean_the_case_needs_more_time():
+    seen = _seen(812, last_return=109.7)
+    message = timeout_message(10, "gradcheck", 10.0, 12.5, ["forward", "backward"], seen, IN_BACKWARD, now=110.0)
+    assert message == (
+        "timed out after 10 s in `gradcheck` (10.0 s in it, 12.5 s in the case; finished: forward, backward): "
+        "was making progress: 812 calls into the Function in `gradcheck`, the last 300 ms before the limit: "
+        "the case needs more time — raise --timeout, or lower --budget"
+    )
+
+
+def test_slow_calls_that_keep_returning_are_progress_too():
+    """Calls of 20 s each, the last 25 s before the limit: within 3 of its own intervals."""
+    message = timeout_message(90, "linearity", 85.0, 90.0, [], _seen(3, 160.0), IN_BACKWARD, now=185.0)
+    assert "was making progress: 3 calls" in message
+
+
+def test_nothing_returning_names_where_the_function_hangs():
+    seen = _seen(1, last_return=100.01)
+    message = timeout_message(30, "backward", 30.0, 31.0, ["forward"], seen, IN_BACKWARD, now=130.0)
+    assert message == (
+        "timed out after 30 s in `backward` (30.0 s in it, 31.0 s in the case; finished: forward): no call into "
+        "the Function returned in the last 30.0 s: it is in backward, at losses.py:42 in `backward`, after 1 call "
+        "in `backward` (returned in 10 ms): the Function hangs there"
+    )
+    many = timeout_message(30, "linearity", 30.0, 31.0, [], _seen(40, 102.0), IN_BACKWARD, now=130.0)
+    assert many.endswith("after 40 calls in `linearity` (50 ms each): the Function hangs there")
+
+
+def test_a_first_call_that_never_returns_may_be_a_hang_or_one_slow_call():
+    seen = _seen(0, None, activity.IN_FORWARD)
+    message = timeout_message(5, "forward", 5.0, 5.0, [], seen, Where("forward", "f.py:3 in `forward`"), now=105.0)
+    assert "no check had finished" in message
+    assert message.endswith(
+        "no call into the Function returned in the last 5.0 s: it is in forward, at f.py:3 in `forward`, and none "
+        "had in `forward`: the Function hangs there, or one call takes longer than that — raise --timeout to tell"
+    )
+
+
+def test_a_worker_stuck_in_native_code_says_so():
+    message = timeout_message(5, "gradcheck", 5.0, 5.0, [], _seen(4, 100.1), activity.NATIVE, now=105.0)
+    assert "it is inside native code that does not return to Python (the worker did not answer), after 4" in message
+    assert message.endswith("the Function hangs there")
+
+
+def test_time_spent_in_the_checks_own_code_is_not_a_hang():
+    where = Where("check", "torch/autograd/gradcheck.py:900 in `_allclose_with_type_promotion`")
+    message = timeout_message(60, "gradcheck", 60.0, 61.0, [], _seen(80, 101.0), where, now=160.0)
+    assert message.endswith(
+        "no call into the Function returned in the last 59.0 s, after 80 calls in `gradcheck`: the time went to the "
+        "check's own work (torch/autograd/gradcheck.py:900 in `_allclose_with_type_promotion`): the case needs "
+        "more time — raise --timeout, or lower --budget"
+    )
+
+
+def test_without_a_stack_to_read_the_record_says_what_it_can():
+    in_forward = timeout_message(5, "linearity", 5.0, 5.0, [], _seen(9, 100.1, activity.IN_FORWARD), None, now=105.0)
+    assert "it is in forward, after 9 calls in `linearity`" in in_forward
+    after = timeout_message(5, "linearity", 5.0, 5.0, [], _seen(9, 100.1), None, now=105.0)
+    assert after.endswith("it hangs in backward, or the check's own work needs more time — raise --timeout")
+
+
+def test_a_timeout_before_the_first_check_blames_loading_and_building():
+    message = timeout_message(5, None, 5.0, 5.0, [], None, None, now=105.0)
+    assert message.startswith("timed out after 5 s before its first check, while loading the Function")
+
 
 # ------------------------------------------------------------------ the activity record and the stack
 
@@ -60,3 +141,38 @@ def test_the_stack_says_forward_or_backward_and_where():
     assert (forward.phase, backward.phase) == ("forward", "backward")
     assert re.fullmatch(r"tests/test_progress\.py:\d+ in `backward`", backward.place), backward.place
     assert Where.decode(backward.encode()) == backward
+
+
+# ------------------------------------------------------------------ timeouts, in a worker and in-process
+
+
+def _run(write_spec, function: str, shape: str, jobs: int, timeout: float):
+    spec = write_spec(f"function: {function}\nargs: {{x: {{shape: {shape}}}}}\n")
+    options = RunOptions(device="cpu", checks=("forward", "backward", "gradcheck"), jobs=jobs, timeout=timeout)
+    (case,) = run_checks([Job(s) for s in load_spec_file(spec)], options).cases
+    return case.checks
+
+
+@pytest.mark.parametrize("jobs", [1, 0], ids=["worker", "in-process"])
+def test_a_function_that_hangs_in_backward_is_named_a_hang(write_spec, jobs):
+    forward, row = _run(write_spec, "tests.progress_fns.HangsInBackward", "[3]", jobs, timeout=1.5)
+    assert (forward.check, forward.status.value) == ("forward", "passed")  # the finished check's row is kept
+    assert (row.check, row.status.value) == ("backward", "error")
+    assert row.detail.startswith("timed out after 1.5 s in `backward` (")
+    assert "s in the case; finished: forward): no call into the Function returned in the last" in row.detail
+    assert re.search(
+        r"s: it is in backward, at tests/progress_fns\.py:\d+ in `backward`, after 1 call in `backward`", row.detail
+    )
+    assert row.detail.endswith("the Function hangs there")
+    assert 1500 <= forward.duration_ms + row.duration_ms < 5000  # the rows add up to the case's time
+
+
+@pytest.mark.parametrize("jobs", [1, 0], ids=["worker", "in-process"])
+def test_a_slow_function_that_keeps_returning_needs_more_time(write_spec, jobs):
+    *finished, row = _run(write_spec, "tests.progress_fns.SlowButSteady", "[25, 25]", jobs, timeout=2.5)
+    assert [(r.check, r.status.value) for r in finished] == [("forward", "passed"), ("backward", "passed")]
+    assert (row.check, row.status.value) == ("gradcheck", "error")
+    assert "finished: forward, backward): was making progress: " in row.detail
+    calls = int(re.search(r"progress: (\d+) calls into the Function in `gradcheck`", row.detail).group(1))
+    assert calls > 50  # 4 ms each: hundreds in the time left
+    assert row.detail.endswith("before the limit: the case needs more time — raise --timeout, or lower --budget")
