@@ -3,16 +3,20 @@ Function that hangs from a case that needs more time; on a terminal a live line 
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
+from typer.testing import CliRunner
 
 from lossctl import activity
-from lossctl.activity import Activity, Where
+from lossctl.activity import Activity, CheckStarted, Where
+from lossctl.render.live import LiveStatus, status_lines
 from lossctl.runner import RunOptions, run_checks
 from lossctl.spec import load_spec_file
 from lossctl.suite import Job
 from lossctl.watchdog import timeout_message
+from tests.conftest import CLI_ENV, REPO
 
 # ------------------------------------------------------------------ the message (pure)
 
@@ -176,3 +180,68 @@ def test_a_slow_function_that_keeps_returning_needs_more_time(write_spec, jobs):
     calls = int(re.search(r"progress: (\d+) calls into the Function in `gradcheck`", row.detail).group(1))
     assert calls > 50  # 4 ms each: hundreds in the time left
     assert row.detail.endswith("before the limit: the case needs more time — raise --timeout, or lower --budget")
+
+
+# ------------------------------------------------------------------ the live line
+
+
+def _step(case: str, check: str, case_started: float, budget: float = 60) -> CheckStarted:
+    return CheckStarted(case, check, budget, case_started, case_started + 1)
+
+
+def test_status_lines_show_each_running_case_its_check_and_its_time_against_the_budget():
+    assert status_lines([], 0, now=10.0) == ["checking…"]
+    one = _step("CE[N=64]", "gradcheck", case_started=2.0)
+    assert status_lines([one], 0, now=14.3) == ["checking… CE[N=64] · gradcheck · 12 s / 60 s budget"]
+    assert status_lines([one], 3, now=2.25) == ["checking… 3 cases done · CE[N=64] · gradcheck · 0.2 s / 60 s budget"]
+    two = _step("Focal", "linearity", case_started=1.0, budget=30)
+    assert status_lines([one, two], 1, now=4.0) == [
+        "checking… 1 case done",
+        "  Focal · linearity · 3.0 s / 30 s budget",
+        "  CE[N=64] · gradcheck · 2.0 s / 60 s budget",
+    ]
+
+
+def test_live_status_follows_the_runners_callbacks():
+    live = LiveStatus()
+    live.started(_step("a", "forward", 0.0))
+    live.started(_step("b", "forward", 0.5))
+    live.started(_step("a", "gradcheck", 0.0))  # a's next check replaces its line
+    assert live.lines(now=2.0) == [
+        "checking…",
+        "  a · gradcheck · 2.0 s / 60 s budget",
+        "  b · forward · 1.5 s / 60 s budget",
+    ]
+    live.finished("b", object())  # from a worker: b's whole case is done
+    assert live.lines(now=2.0) == ["checking… 1 case done · a · gradcheck · 2.0 s / 60 s budget"]
+
+
+@pytest.mark.parametrize("jobs", ["0", "1"])
+def test_on_a_terminal_the_live_line_moves_while_a_check_runs(write_spec, monkeypatch, jobs):
+    from lossctl.cli import app
+
+    spec = write_spec("function: tests.progress_fns.SlowButSteady\nargs: {x: {shape: [8, 8]}}\n")
+    monkeypatch.chdir(REPO)
+    args = ["check", str(spec), "-j", jobs, "--checks", "forward,backward,gradcheck"]
+    result = CliRunner().invoke(app, args, env=TERMINAL, catch_exceptions=False)
+    assert result.exit_code == 0
+    shown = re.findall(
+        r"checking… (?:\d+ cases? done · )?SlowButSteady · gradcheck · (\d+\.\d) s / 60 s budget", result.stderr
+    )
+    assert len(set(shown)) >= 2, result.stderr  # redrawn with a new elapsed time while gradcheck ran
+    assert "budget" not in result.stdout and "1 passed" in result.stdout
+
+
+TERMINAL = {**CLI_ENV, "TTY_COMPATIBLE": "1", "TERM": "xterm"}
+
+
+def test_no_live_line_when_stderr_is_not_a_terminal_or_the_report_is_not_a_table(run_cli, monkeypatch):
+    from lossctl.cli import app
+
+    args = ["check", "tests.progress_fns.SlowButSteady", "-j", "0", "--checks", "forward"]
+    piped = run_cli(*args)
+    assert piped.exit_code == 0 and "checking…" not in piped.stderr
+    monkeypatch.chdir(REPO)
+    as_json = CliRunner().invoke(app, [*args, "--format", "json"], env=TERMINAL, catch_exceptions=False)
+    assert as_json.exit_code == 0 and "checking…" not in as_json.stderr
+    assert json.loads(as_json.stdout)["cases"][0]["checks"][0]["status"] == "passed"
