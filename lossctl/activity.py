@@ -6,6 +6,7 @@ starting that the live line and a timeout message name."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 import signal
@@ -173,7 +174,11 @@ def _is_runner(frame: FrameType) -> bool:
 
 _LOSSCTL_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _RUNNER_FILE = os.path.join(_LOSSCTL_DIR, "runner.py")
-_STDLIB_DIRS = tuple({os.path.abspath(sysconfig.get_paths()[key]) + os.sep for key in ("stdlib", "platstdlib")})
+
+
+@functools.cache
+def _stdlib_dirs() -> tuple[str, ...]:
+    return tuple({os.path.abspath(sysconfig.get_paths()[key]) + os.sep for key in ("stdlib", "platstdlib")})
 
 
 def _kind(path: str) -> str:
@@ -184,7 +189,7 @@ def _kind(path: str) -> str:
     torch_dir = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep if torch and torch.__file__ else None
     if torch_dir and path.startswith(torch_dir):
         return "torch"
-    if path.startswith("<") or (path.startswith(_STDLIB_DIRS) and "site-packages" not in path):
+    if path.startswith("<") or (path.startswith(_stdlib_dirs()) and "site-packages" not in path):
         return "stdlib"
     return "user"
 
