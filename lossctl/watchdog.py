@@ -21,8 +21,9 @@ MAX_ALARM_SECONDS = 1e8
 """setitimer overflows time_t past ~1e11 s; three years is no limit anyway."""
 
 STILL_WORKING_S = 1.0
-"""A call that returned this recently (or within 3 of the check's typical intervals between returns)
-means the case was making progress when the limit came."""
+"""The case was making progress when the limit came if a call into the Function returned within 3 of
+the check's typical intervals between returns, or within this many seconds (at most a tenth of the
+time in the check: a hang at a 1 s limit must not pass for progress) — slack for a busy machine."""
 
 
 class CaseTimeout(BaseException):
@@ -61,20 +62,20 @@ def timeout_message(
     )
     if seen is None:
         return f"{head}: the Function hangs there, or the case needs more time — raise --timeout"
-    return f"{head}: {_verdict(check, seen, where, now)}"
+    return f"{head}: {_verdict(check, seen, where, now, in_check_s)}"
 
 
 NEEDS_MORE_TIME = "the case needs more time — raise --timeout, or lower --budget"
 
 
-def _verdict(check: str, seen: Activity, where: Where | None, now: float) -> str:
+def _verdict(check: str, seen: Activity, where: Where | None, now: float, in_check_s: float) -> str:
     calls = seen.forward_returns
     last = seen.last_return if seen.last_return is not None else seen.check_started
     quiet = max(now - last, 0.0)
     pace = (last - seen.check_started) / calls if calls else None
     so_far = f"{calls} call{'s' * (calls != 1)} in `{check}`"
     silent = f"no call into the Function returned in the last {_span(quiet)}"
-    if pace is not None and quiet <= max(STILL_WORKING_S, 3 * pace):
+    if pace is not None and quiet <= max(3 * pace, min(STILL_WORKING_S, 0.1 * in_check_s)):
         return (
             f"was making progress: {calls} call{'s' * (calls != 1)} into the Function in `{check}`, the last "
             f"{_span(quiet)} before the limit: {NEEDS_MORE_TIME}"
