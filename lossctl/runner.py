@@ -132,7 +132,7 @@ def run_checks(
                 ):
                     done = _run_job(task.job, checks, device, options, results, (task.point,), starts)
             except CaseTimeout as timeout:
-                done = [timed_out(task, options, watch, timeout, on_result)]
+                done = [_timed_out(task, options, watch, timeout, on_result)]
             cases.extend(done)
             if options.exitfirst and any(case.status.is_problem for case in done):
                 break
@@ -193,7 +193,7 @@ def _watching_results(watch: CaseWatch, on_result: OnResult | None) -> OnResult:
     return finished
 
 
-def timed_out(
+def _timed_out(
     task: Task, options: RunOptions, watch: CaseWatch, timeout: CaseTimeout, on_result: OnResult | None
 ) -> CaseResult:
     """A case the in-process deadline cut short: the rows of its finished checks, and the timeout's."""
