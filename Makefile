@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-parallel bench-scale bench-memory bench-startup fuzz dist clean
+.PHONY: install demo test lint format bench bench-parallel bench-progress bench-scale bench-memory bench-startup fuzz dist clean
 
 install: $(STAMP)
 
@@ -38,6 +38,10 @@ bench: install
 
 bench-parallel: install
 	$(BIN)/python benchmarks/parallel.py
+
+# What recording calls into the Function (for honest timeouts) costs the battery: paired on/off rounds.
+bench-progress: install
+	$(BIN)/python benchmarks/progress.py
 
 fuzz: install
 	$(BIN)/python benchmarks/fuzz.py --specs 100000

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from lossctl import activity
 from lossctl.device import clock, seed_device
 from lossctl.inputs import build_inputs, derive_seed
 from lossctl.settings import DEFAULT_BUDGET_S
@@ -123,7 +124,7 @@ class CheckContext:
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             seed_device(self.device, derive_seed(self.seed, stream))
-            return as_outputs((fn or self.function(dtype))(*values, **kwargs))
+            return as_outputs(activity.call(fn or self.function(dtype), values, kwargs))
 
     def forward(self, dtype: torch.dtype | None = None) -> tuple[Any, ...]:
         """Forward on fresh inputs (cast to `dtype` when given)."""

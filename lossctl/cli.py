@@ -652,22 +652,21 @@ def _run_check(command: CheckCommand) -> ExitCode:
             exitfirst=command.exitfirst,
         )
 
-    def run(on_result: Callable[[str, Any], None] | None = None) -> Report:
+    def run(
+        on_result: Callable[[str, Any], None] | None = None, on_start: Callable[[Any], None] | None = None
+    ) -> Report:
         if not jobs:  # only invalid specs, or nothing changed
             return Report(cases=(), environment=environment_without_torch(settings.device))
         from lossctl.runner import run_checks
 
-        return run_checks(jobs, options, on_result)
+        return run_checks(jobs, options, on_result, on_start)
 
     if plan.stdout is Format.TABLE and err.is_terminal:
-        with err.status("checking…") as status:
-            done: set[str] = set()
+        from lossctl.render.live import LiveStatus
 
-            def progress(case: str, result: object) -> None:
-                done.add(case)
-                status.update(f"checking… {len(done)} case{'s' * (len(done) != 1)} · {case} · {result.check}")  # type: ignore[attr-defined]
-
-            report = run(progress)
+        live = LiveStatus()
+        with err.status(live):  # rich redraws `live` at each refresh: the elapsed time moves mid-check
+            report = run(live.finished, live.started)
     elif plan.stdout is Format.TABLE:
         report = run()
     else:

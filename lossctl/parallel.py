@@ -17,17 +17,23 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from lossctl.report import CaseResult
+from lossctl import activity
+from lossctl.activity import CheckStarted
+from lossctl.report import CaseResult, CheckResult
+from lossctl.watchdog import CaseWatch
 
 OnCase = Callable[[CaseResult], None]
+OnStart = Callable[[CheckStarted], None]
 RunTask = Callable[..., list[CaseResult]]
 """Runs one task in this process: (task, options, on_result, on_start) -> its case results
-(runner.run_task); the two callbacks report each check's start and result, for the timeout message."""
-OnCrash = Callable[[Any, Any, str, float], CaseResult]
-"""The ERROR row for a task whose worker died or hung: (task, options, message, elapsed ms)."""
+(runner.run_task); the two callbacks report each check's start and result, for the timeout message
+and the live line."""
+OnCrash = Callable[..., CaseResult]
+"""The case for a task whose worker died or hung: (task, options, message, ms[, finished rows, the
+check cut short]) -> its ERROR row after the rows that finished (runner.crash_result)."""
 Prepare = Callable[[Any], None]
 """Run once in each new worker with the options, before its first task (runner.warm_up_for)."""
 
@@ -79,13 +85,18 @@ def _worker_main(
     cwd: str,
     threads: int,
     parent_pid: int,
+    slots: activity.Slots,
+    where: Any,
 ) -> None:
-    """A worker's loop: receive (index, task), run it, send (index, results)."""
+    """A worker's loop: receive (index, task), run it, send (index, results). The Function's calls are
+    recorded in `slots`, memory the parent reads when the case runs out of time, after asking (SIGUSR1)
+    for where the case stands, which the worker writes into `where`."""
     import warnings
 
     from lossctl.watchdog import die_with_parent
 
     die_with_parent(parent_pid)
+    activity.use(slots, where)
 
     import torch
 
@@ -109,11 +120,11 @@ def _worker_main(
         index, task = message
         interrupted = False
 
-        def on_start(case_id: str, check_id: str) -> None:
-            connection.send((PROGRESS, "start", check_id))
+        def on_start(step: CheckStarted) -> None:
+            connection.send((PROGRESS, "start", step))
 
-        def on_result(case_id: str, result: Any) -> None:
-            connection.send((PROGRESS, "done", result.check))
+        def on_result(case_id: str, result: CheckResult) -> None:
+            connection.send((PROGRESS, "done", result))  # kept by the parent if the case times out
 
         try:
             results = run_task(task, options, on_result, on_start)
@@ -134,35 +145,27 @@ PROGRESS = "progress"
 class _Worker:
     process: Any
     connection: Any
+    slots: activity.Slots
+    """Shared memory where the worker records its Function's calls (lossctl.activity)."""
+    where: Any
+    """Shared memory where the worker answers activity.ask_where."""
     task: tuple[int, Any] | None = None
-    started: float = 0.0
-    check: str | None = None
-    """The check its case is in (None before the first)."""
-    check_started: float = 0.0
-    finished: list[str] = field(default_factory=list)
+    watch: CaseWatch | None = None
+    """Its case's check and finished rows (from the worker's PROGRESS messages) and activity."""
+
+    @property
+    def started(self) -> float:
+        return self.watch.started if self.watch is not None else 0.0
 
     def assign(self, task: tuple[int, Any]) -> None:
-        self.task, self.started, self.check, self.finished = task, time.monotonic(), None, []
+        self.task, self.watch = task, CaseWatch(time.monotonic(), self.slots)
 
-    def progress(self, event: str, check_id: str) -> None:
+    def progress(self, event: str, detail: Any) -> None:
+        assert self.watch is not None
         if event == "start":
-            self.check, self.check_started = check_id, time.monotonic()
-        elif check_id not in self.finished:
-            self.finished.append(check_id)
-
-    def timeout_message(self, timeout: float) -> str:
-        """Which check the case was in, for how long, and what had finished."""
-        if self.check is None:
-            return f"timed out after {timeout:g} s before its first check (the Function hangs: raise --timeout?)"
-        finished = [c for c in self.finished if c != self.check]
-        done = f"; finished: {', '.join(finished)}" if finished else "; no check had finished"
-        spent = time.monotonic() - self.check_started
-        why = (
-            "the check needs more time than is left, or the Function hangs there: raise --timeout"
-            if finished
-            else "the Function hangs, or the case needs more time: raise --timeout"
-        )
-        return f"timed out after {timeout:g} s in `{self.check}` ({spent:.0f} s in it{done}) ({why})"
+            self.watch.start(detail)
+        else:
+            self.watch.done(detail)
 
 
 def run_isolated(
@@ -175,9 +178,11 @@ def run_isolated(
     *,
     on_crash: OnCrash,
     prepare: Prepare | None = None,
+    on_start: OnStart | None = None,
 ) -> ParallelOutcome:
     """Run `tasks` with `run_task(task, options)` on `workers` processes; results come back in
-    task order. The executor knows nothing of what a task is: the runner passes its functions in."""
+    task order, each case's through `on_case` as it finishes; `on_start` hears of each check as a
+    worker starts it. The executor knows nothing of what a task is: the runner passes its functions in."""
     import torch
 
     context = _context()
@@ -188,14 +193,15 @@ def run_isolated(
 
     def start() -> _Worker:
         parent, child = context.Pipe()
+        slots, where = context.RawArray("d", activity.SLOTS), context.RawArray("c", activity.WHERE_BYTES)
         process = context.Process(
             target=_worker_main,
-            args=(child, run_task, on_crash, prepare, options, os.getcwd(), threads, os.getpid()),
+            args=(child, run_task, on_crash, prepare, options, os.getcwd(), threads, os.getpid(), slots, where),
             daemon=True,
         )
         process.start()
         child.close()
-        return _Worker(process, parent)
+        return _Worker(process, parent, slots, where)
 
     def finish(index: int, results: list[CaseResult]) -> None:
         done[index] = results
@@ -203,16 +209,22 @@ def run_isolated(
             for result in results:
                 on_case(result)
 
-    def retire(worker: _Worker, message: str) -> None:
-        """Kill a worker, record its case as an ERROR, and put a fresh worker in its place."""
+    def retire(worker: _Worker, message: str, cut_short: bool = False) -> None:
+        """Kill a worker, record its case as an ERROR, and put a fresh worker in its place. A case
+        `cut_short` by its timeout keeps the rows of its finished checks; its row is the check's."""
+        now = time.monotonic()
         if worker.process.is_alive():
             worker.process.kill()
         worker.process.join(5)
         worker.connection.close()
-        if worker.task is not None:
+        if worker.task is not None and worker.watch is not None:
             index, task = worker.task
-            elapsed_ms = (time.monotonic() - worker.started) * 1e3
-            finish(index, [on_crash(task, options, message, elapsed_ms)])
+            watch = worker.watch
+            if cut_short and watch.check is not None:
+                ms = watch.unaccounted_ms(now)
+                finish(index, [on_crash(task, options, message, ms, watch.finished, watch.check)])
+            else:
+                finish(index, [on_crash(task, options, message, (now - watch.started) * 1e3)])
         pool.remove(worker)
         if queue:
             pool.append(start())
@@ -242,6 +254,8 @@ def run_isolated(
                         continue
                     if message[0] == PROGRESS:
                         worker.progress(*message[1:])
+                        if on_start and message[1] == "start":
+                            on_start(message[2])
                         continue
                     index, results, user_interrupt = message
                     worker.task = None
@@ -250,8 +264,10 @@ def run_isolated(
                         raise KeyboardInterrupt
                 elif worker.process.sentinel in ready or not worker.process.is_alive():
                     retire(worker, _death_message(worker))
-                elif time.monotonic() - worker.started > timeout:
-                    retire(worker, worker.timeout_message(timeout))
+                elif (now := time.monotonic()) - worker.started > timeout:
+                    assert worker.watch is not None
+                    where = activity.ask_where(worker.process.pid, worker.slots, worker.where)
+                    retire(worker, worker.watch.timeout_message(timeout, now, where), cut_short=True)
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from lossctl import activity
+from lossctl.activity import CheckStarted
 from lossctl.case import NO_OUTPUT_HINT, Case, NoDifferentiableOutput, engine_rejection
 from lossctl.catalogue import CHECK_IDS
 from lossctl.catalogue import info as catalogue_info
@@ -27,13 +29,13 @@ from lossctl.suite import Job
 from lossctl.target import Target, classify
 from lossctl.threads import case_threads, planned_threads
 from lossctl.torch_state import isolated_state, state_note
-from lossctl.watchdog import CaseTimeout, deadline
+from lossctl.watchdog import CaseTimeout, CaseWatch, deadline
 
 OnResult = Callable[[str, CheckResult], None]
 """Called with the case id after each check, for progress display."""
-OnStart = Callable[[str, str], None]
-"""Called with the case id and the check id before each check (a worker tells its parent, so a
-timeout can name the check it cut short)."""
+OnStart = Callable[[CheckStarted], None]
+"""Called as each check starts, with the case, the check and the case's budget (for the live line;
+a worker tells its parent, so a timeout can name the check it cut short)."""
 
 
 @dataclass(frozen=True)
@@ -72,13 +74,18 @@ class RunOptions:
     """False: a run of one case stays in this process (no worker start-up)."""
 
 
-def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | None = None) -> Report:
+def run_checks(
+    jobs: Sequence[Job], options: RunOptions, on_result: OnResult | None = None, on_start: OnStart | None = None
+) -> Report:
     """Check every case; user mistakes inside a job become ERROR rows, fatal misuse raises
-    LossctlError (unknown check id, unavailable device)."""
+    LossctlError (unknown check id, unavailable device). `on_result` hears of each finished check
+    (with workers: when its case finishes), `on_start` of each check as it starts."""
     if any(job.spec.world_size is not None for job in jobs):  # ranks in processes: lossctl.distributed
+        from functools import partial
+
         from lossctl.distributed.runner import run_with_distributed
 
-        return run_with_distributed(jobs, options, on_result, run_checks)
+        return run_with_distributed(jobs, options, on_result, partial(run_checks, on_start=on_start))
     device = resolve_device(options.device)
     select_checks(options.checks, options.skip)  # unknown ids are a usage error before anything runs
     tasks = select_tasks(shard_tasks(plan_tasks(jobs), options.shard), keyword=options.keyword, only=options.only)
@@ -99,7 +106,15 @@ def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | N
                 raise _ExitFirst  # the pool stops as on Ctrl-C: cleanly, keeping what finished
 
         outcome = run_isolated(
-            tasks, run_task, options, options.jobs, options.timeout, on_case, on_crash=crash_result, prepare=warm_up_for
+            tasks,
+            run_task,
+            options,
+            options.jobs,
+            options.timeout,
+            on_case,
+            on_crash=crash_result,
+            prepare=warm_up_for,
+            on_start=on_start,
         )
         interrupted = outcome.interrupted and not stopped
         return Report(tuple(outcome.results), environment(device, threads), interrupted=interrupted)
@@ -108,11 +123,16 @@ def run_checks(jobs: Sequence[Job], options: RunOptions, on_result: OnResult | N
     try:
         for task in tasks:
             checks = select_checks(options.checks, options.skip, task.job.spec.checks, options.base_checks)
+            watch = CaseWatch(time.monotonic(), activity.current())
+            starts, results = _watching_starts(watch, on_start), _watching_results(watch, on_result)
             try:
-                with deadline(options.timeout), case_threads(options.threads, task.job.spec, task.point):
-                    done = _run_job(task.job, checks, device, options, on_result, points=(task.point,))
+                with (
+                    deadline(options.timeout, watch.timeout_message),
+                    case_threads(options.threads, task.job.spec, task.point),
+                ):
+                    done = _run_job(task.job, checks, device, options, results, (task.point,), starts)
             except CaseTimeout as timeout:
-                done = [crash_result(task, options, str(timeout), timeout.elapsed_ms)]
+                done = [_timed_out(task, options, watch, timeout, on_result)]
             cases.extend(done)
             if options.exitfirst and any(case.status.is_problem for case in done):
                 break
@@ -125,13 +145,21 @@ class _ExitFirst(KeyboardInterrupt):
     """-x's stop, raised from the worker pool's callback: the pool handles it like Ctrl-C."""
 
 
-def crash_result(task: Task, options: RunOptions, message: str, duration_ms: float) -> CaseResult:
-    """The ERROR row for a case whose worker died, hung or failed: what happened, where."""
+def crash_result(
+    task: Task,
+    options: RunOptions,
+    message: str,
+    duration_ms: float,
+    finished: Sequence[CheckResult] = (),
+    check: str | None = None,
+) -> CaseResult:
+    """The ERROR row for a case whose worker died, hung or failed: what happened, where. A case cut
+    short in `check` keeps the rows of the checks that had `finished`, and its row is that check's."""
     spec = task.job.spec
     points = sweep(spec)
     point = points[task.point] if task.point < len(points) else None
     case_id = f"{spec.name}[{point.label()}]" if point is not None and point.swept else spec.name
-    result = CheckResult(check=RUN, status=Status.ERROR, detail=message, duration_ms=duration_ms)
+    result = CheckResult(check=check or RUN, status=Status.ERROR, detail=message, duration_ms=duration_ms)
     return CaseResult(
         case=case_id,
         spec=spec.name,
@@ -140,9 +168,40 @@ def crash_result(task: Task, options: RunOptions, message: str, duration_ms: flo
         dims=dict(point.dims) if point is not None else {},
         seed=spec.seed if options.seed is None else options.seed,
         device=options.device,
-        checks=(result,),
+        checks=(*finished, result),
         notes=task.job.notes,
     )
+
+
+def _watching_starts(watch: CaseWatch, on_start: OnStart | None) -> OnStart:
+    """`on_start`, telling `watch` first which check the case is in."""
+
+    def started(step: CheckStarted) -> None:
+        watch.start(step)
+        if on_start:
+            on_start(step)
+
+    return started
+
+
+def _watching_results(watch: CaseWatch, on_result: OnResult | None) -> OnResult:
+    def finished(case_id: str, result: CheckResult) -> None:
+        watch.done(result)
+        if on_result:
+            on_result(case_id, result)
+
+    return finished
+
+
+def _timed_out(
+    task: Task, options: RunOptions, watch: CaseWatch, timeout: CaseTimeout, on_result: OnResult | None
+) -> CaseResult:
+    """A case the in-process deadline cut short: the rows of its finished checks, and the timeout's."""
+    ms = watch.unaccounted_ms(timeout.at)
+    case = crash_result(task, options, str(timeout), ms, watch.finished, watch.check)
+    if on_result:
+        on_result(case.case, case.checks[-1])
+    return case
 
 
 def warm_up(device: torch.device) -> None:
@@ -352,7 +411,6 @@ def _run_case(
     on_start: OnStart | None = None,
 ) -> CaseResult:
     results: list[CheckResult] = []
-    started = on_start or (lambda case_id, check_id: None)
     memory = CaseMemory(case.device, large=inputs_bytes(case) >= LARGE_CASE_BYTES)
     forward_backward_mb = None
 
@@ -361,7 +419,7 @@ def _run_case(
         if on_result:
             on_result(case.id, result)
 
-    started(case.id, "forward")
+    _begin(case, "forward", on_start)
     probe = _run_measured(memory, case, "forward", _probe_forward)
     if probe.status is Status.ERROR:
         record(replace(probe, detail=f"forward raised {probe.detail}"))
@@ -372,7 +430,7 @@ def _run_case(
         rejected: dict[str, str] = {}
         forward_backward_mb = forward_backward_peak(case, memory)
         for check in with_scale_checks(case, checks, at_scale):
-            started(case.id, check.id)
+            _begin(case, check.id, on_start)
             over = over_budget(case, check.id)
             record(_skipped(check.id, over) if over else _run_measured(memory, case, check.id, check.run, rejected))
         if (unverified := unverified_gradients(case, results, allow_unverified)) is not None:
@@ -392,6 +450,14 @@ def _run_case(
         source_file=file,
         source_line=line,
     )
+
+
+def _begin(case: Case, check_id: str, on_start: OnStart | None) -> None:
+    """A check starts: the Function's calls are counted from here, and the watcher is told."""
+    now = time.monotonic()
+    activity.begin_check(now)
+    if on_start:
+        on_start(CheckStarted(case.id, check_id, case.budget_s, case.started, now))
 
 
 def with_scale_checks(case: Case, checks: tuple[Check, ...], at_scale: tuple[Check, ...]) -> tuple[Check, ...]:

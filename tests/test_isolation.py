@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -130,7 +131,15 @@ def test_a_timeout_names_the_check_it_cut_short_and_what_had_finished(run_cli):
     )
     assert result.exit_code == 1
     (case,) = json.loads(result.stdout)["cases"]
-    (row,) = case["checks"]
-    assert row["check"] == "run" and row["status"] == "error"
+    *finished, row = case["checks"]
+    assert [(r["check"], r["status"]) for r in finished] == [
+        ("forward", "passed"),
+        ("backward", "passed"),
+        ("gradcheck", "passed"),
+    ]
+    assert row["check"] == "low_precision" and row["status"] == "error"
     assert row["detail"].startswith("timed out after 3 s in `low_precision` (")
-    assert "s in it; finished: forward, backward, gradcheck) (the check needs more time" in row["detail"]
+    assert "s in the case; finished: forward, backward, gradcheck): no call into the Function returned" in row["detail"]
+    where = r": it is in forward, at tests/crashers\.py:\d+ in `forward`, after \d+ calls in `low_precision` \("
+    assert re.search(where, row["detail"])
+    assert row["detail"].endswith(" each): the Function hangs there")
