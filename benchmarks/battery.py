@@ -2,7 +2,8 @@
 
     make bench            (or: python benchmarks/battery.py [spec files or folders])
 
-For every case of the given specs (default: configs/): the median wall time of a bare
+For every case of the given specs (default: configs/; distributed specs, which need their ranks'
+process group, are left out): the median wall time of a bare
 `torch.autograd.gradcheck(fn, float64 inputs)` — what users write by hand — and of lossctl's
 default battery on the same case (in-process, warm, no rendering), and their ratio. Issue 3's
 target: the battery stays under ~3× gradcheck at default sizes.
@@ -21,6 +22,7 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 import torch  # noqa: E402
 
 from lossctl.case import Case  # noqa: E402
+from lossctl.distributed import is_distributed  # noqa: E402
 from lossctl.runner import RunOptions, Task, build_cases, plan_tasks, run_task, warm_up  # noqa: E402
 from lossctl.suite import collect  # noqa: E402
 
@@ -48,7 +50,7 @@ def bare_gradcheck(case: Case) -> None:
 
 
 def main(argv: list[str]) -> int:
-    jobs = collect(argv or ["configs/"], configs_dir=Path("configs"))
+    jobs = [job for job in collect(argv or ["configs/"], configs_dir=Path("configs")) if not is_distributed(job.spec)]
     device = torch.device("cpu")
     options = RunOptions(device="cpu")
     warm_up(device)
