@@ -368,10 +368,16 @@ def _run_case(
                 record(_skipped(check.id, "forward raised (see the forward row)"))
     else:
         rejected: dict[str, str] = {}
-        for check in with_scale_checks(case, checks, at_scale):
+        selected = with_scale_checks(case, checks, at_scale)
+        plan_case(case, selected)
+        for check in selected:
             started(case.id, check.id)
             over = over_budget(case, check.id)
-            record(_skipped(check.id, over) if over else _run_one(case, check.id, check.run, rejected))
+            record(
+                with_allotment(
+                    case, _skipped(check.id, over) if over else _run_one(case, check.id, check.run, rejected)
+                )
+            )
         if (unverified := unverified_gradients(case, results, allow_unverified)) is not None:
             record(unverified)
     file, line = case.target.source_location()
@@ -413,6 +419,9 @@ def case_resources(case: Case, results: Sequence[CheckResult]) -> dict[str, floa
     resources = {"budget_s": case.budget_s, "checks_s": sum(r.duration_ms for r in results) / 1e3}
     if case.measured_cost_s() is not None:
         resources["forward_backward_s"] = case.measured_cost_s()
+    if case.plan is not None:
+        resources["planned_passes"] = case.plan.passes
+        resources["planned_s"] = case.plan.seconds
     if (peak := peak_rss_mb()) is not None:
         resources["peak_rss_mb"] = peak
     return resources
@@ -428,23 +437,29 @@ def peak_rss_mb() -> float | None:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
 
 
-def over_budget(case: Case, check_id: str) -> str | None:
-    """Why a check is skipped before it starts: its cost (catalogue, in forward+backward passes of
-    this case) would overrun what is left of the case's budget. None: it may run."""
-    passes = catalogue_info(check_id).cost if check_id in CHECK_IDS else None
-    if passes is None or not case.diff_indices:
-        return None
+def plan_case(case: Case, checks: Sequence[Check]) -> None:
+    """Make the case's budget plan (lossctl.budget) once, before its first costly check: the cost
+    of one forward+backward is measured, and every priced check gets its share."""
+    if not case.diff_indices:
+        return
     try:
-        need = passes * case.cost_s()
-    except Exception:  # forward or backward raises: the check reports it in its own row
-        return None
-    left = case.remaining_s()
-    if need <= left:
-        return None
-    return (
-        f"would need ~{passes:g}× forward+backward ≈ {need:.0f} s, over the {max(left, 0.0):.0f} s left "
-        f"of the {case.budget_s:g} s budget; raise --budget"
-    )
+        case.make_plan([check.id for check in checks])
+    except Exception:  # forward or backward raises: the checks report it in their own rows
+        return
+
+
+def over_budget(case: Case, check_id: str) -> str | None:
+    """Why the case's budget plan skips a check before it starts (not even its smallest method
+    fits its share), or None: it runs."""
+    return case.plan.skip_reason(check_id) if case.plan is not None else None
+
+
+def with_allotment(case: Case, result: CheckResult) -> CheckResult:
+    """The result with its share of the budget plan in `data["planned"]` (JSON's view of the plan)."""
+    allotment = case.plan.get(result.check) if case.plan is not None else None
+    if allotment is None:
+        return result
+    return replace(result, data={**result.data, "planned": allotment.to_dict()})
 
 
 ALLOW_UNVERIFIED_HINT = (

@@ -1,0 +1,229 @@
+"""A case's time budget, planned once as plain data: each costly check's share of it, priced in
+forward+backward passes of the case by the check's cost model (lossctl.catalogue)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lossctl.report import CaseResult
+
+RESERVE_SHARE = 0.1
+"""The share of what is left of the budget kept back for the unpriced checks (forward, backward,
+raw_backward, ...) and for a failure's diagnosis."""
+GROW_SHARE = 0.5
+"""The share of the budget's slack (what the nominal plan leaves unused) a check that grows into
+its allotment (gradient_blocks: more blocks, more directions) may take."""
+SLOW_MODE_MAX_INPUTS = 2048
+"""Up to this many input elements (and SLOW_MODE_MAX_OUTPUTS output elements), gradcheck may build
+the full Jacobian (slow mode)."""
+SLOW_MODE_MAX_OUTPUTS = 256
+GRADGRAD_SLOW_MAX_INPUTS = 32
+"""gradgradcheck's slow mode differentiates backward once per input and grad_output element."""
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """What a check costs in forward+backward passes of the case: `nominal` with its full method,
+    `minimum` with its smallest (equal for a fixed method). `grows`: it uses a share of the budget's
+    slack to cover more (gradient_blocks)."""
+
+    nominal: float
+    minimum: float
+    grows: bool = False
+
+    @property
+    def adapts(self) -> bool:
+        return self.minimum < self.nominal
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What a cost model needs to know of the case: its differentiable input and output elements,
+    and for each named dim the input elements left when that dim is 1 (edge_sizes' cases)."""
+
+    inputs: int
+    outputs: int
+    shrunk_inputs: tuple[int, ...] = ()
+
+
+def slow_mode_passes(inputs: int, outputs: int) -> float:
+    """gradcheck's full Jacobian: two forwards per input element (about one forward+backward) and a
+    backward per output element, plus the analytical pass."""
+    return float(inputs + outputs + 2)
+
+
+def slow_mode_fits(inputs: int, outputs: int) -> bool:
+    return inputs <= SLOW_MODE_MAX_INPUTS and outputs <= SLOW_MODE_MAX_OUTPUTS
+
+
+def cost_model(
+    check_id: str, cost: float | None, min_cost: float | None, grows: bool, sizes: Sizes
+) -> CostModel | None:
+    """A check's cost model on a case of these sizes (None: unpriced, always cheap). Checks that
+    build a full Jacobian at small sizes (gradcheck, double_backward, edge_sizes) are priced by it
+    there, with their fast mode (one random projection) as their minimum."""
+    if cost is None:
+        return None
+    minimum = cost if min_cost is None else min_cost
+    if check_id == "gradcheck" and slow_mode_fits(sizes.inputs, sizes.outputs):
+        return CostModel(max(cost, slow_mode_passes(sizes.inputs, sizes.outputs)), minimum)
+    if check_id == "double_backward" and sizes.inputs <= GRADGRAD_SLOW_MAX_INPUTS:
+        return CostModel(max(cost, 3.0 * (sizes.inputs + sizes.outputs) + 2), minimum)
+    if check_id == "edge_sizes":
+        per_dim = [
+            3 + (slow_mode_passes(n, sizes.outputs) if slow_mode_fits(n, sizes.outputs) else cost)
+            for n in sizes.shrunk_inputs
+        ]
+        return CostModel(max(sum(per_dim), cost), max(len(per_dim), 1) * (3 + cost))
+    return CostModel(cost, minimum, grows)
+
+
+@dataclass(frozen=True)
+class Allotment:
+    """One check's share of the plan: `passes` forward+backward passes ≈ `seconds`; `method`:
+    nominal (its full method), reduced (shrunk toward its minimum) or skipped (not even the minimum
+    fits)."""
+
+    check: str
+    passes: float
+    seconds: float
+    method: str
+    minimum: float
+    nominal: float
+
+    @property
+    def reduced(self) -> bool:
+        return self.method == "reduced"
+
+    @property
+    def share(self) -> float:
+        """Where it sits between its minimum (0) and its nominal method (1)."""
+        span = self.nominal - self.minimum
+        return 1.0 if span <= 0 else max(0.0, min(1.0, (self.passes - self.minimum) / span))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passes": round(self.passes, 1),
+            "seconds": round(self.seconds, 3),
+            "method": self.method,
+            "min_passes": self.minimum,
+            "nominal_passes": self.nominal,
+        }
+
+
+NOMINAL, REDUCED, SKIPPED = "nominal", "reduced", "skipped"
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """The plan made once per case, before its first costly check."""
+
+    unit_s: float
+    """One measured forward+backward of the case, in seconds."""
+    budget_s: float
+    available_s: float
+    """What was left of the budget when planning, less the reserve for unpriced checks."""
+    allotments: tuple[Allotment, ...]
+
+    def get(self, check_id: str) -> Allotment | None:
+        return next((a for a in self.allotments if a.check == check_id), None)
+
+    @property
+    def planned(self) -> tuple[Allotment, ...]:
+        return tuple(a for a in self.allotments if a.method != SKIPPED)
+
+    @property
+    def passes(self) -> float:
+        return sum(a.passes for a in self.planned)
+
+    @property
+    def seconds(self) -> float:
+        return sum(a.seconds for a in self.planned)
+
+    def skip_reason(self, check_id: str) -> str | None:
+        """Why the plan skips this check, or None when it runs."""
+        allotment = self.get(check_id)
+        if allotment is None or allotment.method != SKIPPED:
+            return None
+        need = allotment.minimum * self.unit_s
+        return (
+            f"would need ≥ {allotment.minimum:g}× forward+backward ≈ {seconds_text(need)}; the plan gives the "
+            f"{seconds_text(self.available_s)} available of the {self.budget_s:g} s budget to the checks "
+            "before it (gradient checks first); raise --budget"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "unit_s": self.unit_s,
+            "budget_s": self.budget_s,
+            "available_s": round(self.available_s, 3),
+            "passes": round(self.passes, 1),
+            "seconds": round(self.seconds, 3),
+            "checks": {a.check: a.to_dict() for a in self.allotments},
+        }
+
+
+def seconds_text(seconds: float) -> str:
+    """`58 s`, `7.3 s`, `0.012 s`: whole seconds once they are many."""
+    return f"{seconds:.0f} s" if abs(seconds) >= 10 else f"{seconds:.2g} s"
+
+
+def plan_line(case: CaseResult) -> str | None:
+    """The -v line of a case's plan, rebuilt from its checks' `data["planned"]`."""
+    parts, passes, seconds = [], 0.0, 0.0
+    for result in case.checks:
+        planned = result.data.get("planned") if isinstance(result.data, dict) else None
+        if not planned:
+            continue
+        if planned["method"] == SKIPPED:
+            parts.append(f"{result.check} skipped")
+            continue
+        note = " (reduced)" if planned["method"] == REDUCED else ""
+        parts.append(f"{result.check} {planned['passes']:.0f}×{note}")
+        passes += planned["passes"]
+        seconds += planned["seconds"]
+    if not parts:
+        return None
+    return f"{case.case}: plan: {', '.join(parts)} = {passes:.0f}× ≈ {seconds_text(seconds)}"
+
+
+def plan_budget(
+    models: Sequence[tuple[str, CostModel, bool]], unit_s: float, available_s: float, budget_s: float
+) -> BudgetPlan:
+    """Allot each priced check (id, cost model, whether it verifies gradient values; in run order)
+    its share of `available_s` at `unit_s` seconds per forward+backward. Everything nominal when
+    that fits (a check that grows also gets its share of the slack); else every check starts at its
+    minimum, admitted in priority order (gradient checks first) while the minimums fit, and what is
+    left lifts the adaptive ones toward nominal, all by the same fraction."""
+    unit = max(unit_s, 0.0)
+    available = max(available_s, 0.0)
+    nominal = sum(m.nominal for _, m, _ in models) * unit
+    if nominal <= available:
+        growers = sum(1 for _, m, _ in models if m.grows)
+        slack = (available - nominal) * GROW_SHARE / growers if growers else 0.0
+        allotments = tuple(
+            Allotment(c, m.nominal, m.nominal * unit + (slack if m.grows else 0.0), NOMINAL, m.minimum, m.nominal)
+            for c, m, _ in models
+        )
+        return BudgetPlan(unit, budget_s, available, allotments)
+    priority = sorted(range(len(models)), key=lambda k: not models[k][2])  # stable: run order within
+    admitted: set[int] = set()
+    used = 0.0
+    for k in priority:
+        need = models[k][1].minimum * unit
+        if used + need <= available:
+            admitted.add(k)
+            used += need
+    extra = sum(models[k][1].nominal - models[k][1].minimum for k in admitted) * unit
+    fraction = min(1.0, (available - used) / extra) if extra > 0 else 1.0
+    chosen = []
+    for k, (check, model, _) in enumerate(models):
+        if k not in admitted:
+            chosen.append(Allotment(check, 0.0, 0.0, SKIPPED, model.minimum, model.nominal))
+            continue
+        passes = model.minimum + fraction * (model.nominal - model.minimum)
+        method = NOMINAL if passes >= model.nominal else REDUCED
+        chosen.append(Allotment(check, passes, passes * unit, method, model.minimum, model.nominal))
+    return BudgetPlan(unit, budget_s, available, tuple(chosen))
