@@ -32,6 +32,9 @@ class CostModel:
     nominal: float
     minimum: float
     grows: bool = False
+    discrete: bool = False
+    """Two methods and nothing between (gradcheck's full Jacobian or its fast mode): the plan gives
+    it its nominal passes or its minimum, never a fraction it could not use."""
 
     @property
     def adapts(self) -> bool:
@@ -49,9 +52,10 @@ class Sizes:
 
 
 def slow_mode_passes(inputs: int, outputs: int) -> float:
-    """gradcheck's full Jacobian: two forwards per input element (about one forward+backward) and a
-    backward per output element, plus the analytical pass."""
-    return float(inputs + outputs + 2)
+    """gradcheck's full Jacobian: two forwards per input element (each priced as a whole pass: a
+    slow kernel's forward can be all of it) and a backward per output element, plus the analytical
+    pass."""
+    return float(2 * inputs + outputs + 2)
 
 
 def slow_mode_fits(inputs: int, outputs: int) -> bool:
@@ -68,15 +72,15 @@ def cost_model(
         return None
     minimum = cost if min_cost is None else min_cost
     if check_id == "gradcheck" and slow_mode_fits(sizes.inputs, sizes.outputs):
-        return CostModel(max(cost, slow_mode_passes(sizes.inputs, sizes.outputs)), minimum)
+        return CostModel(max(cost, slow_mode_passes(sizes.inputs, sizes.outputs)), minimum, discrete=True)
     if check_id == "double_backward" and sizes.inputs <= GRADGRAD_SLOW_MAX_INPUTS:
-        return CostModel(max(cost, 3.0 * (sizes.inputs + sizes.outputs) + 2), minimum)
+        return CostModel(max(cost, 4.0 * (sizes.inputs + sizes.outputs) + 2), minimum, discrete=True)
     if check_id == "edge_sizes":
         per_dim = [
             3 + (slow_mode_passes(n, sizes.outputs) if slow_mode_fits(n, sizes.outputs) else cost)
             for n in sizes.shrunk_inputs
         ]
-        return CostModel(max(sum(per_dim), cost), max(len(per_dim), 1) * (3 + cost))
+        return CostModel(max(sum(per_dim), cost), max(len(per_dim), 1) * (3 + cost), discrete=True)
     return CostModel(cost, minimum, grows)
 
 
@@ -195,8 +199,9 @@ def plan_budget(
     """Allot each priced check (id, cost model, whether it verifies gradient values; in run order)
     its share of `available_s` at `unit_s` seconds per forward+backward. Everything nominal when
     that fits (a check that grows also gets its share of the slack); else every check starts at its
-    minimum, admitted in priority order (gradient checks first) while the minimums fit, and what is
-    left lifts the adaptive ones toward nominal, all by the same fraction."""
+    minimum, admitted in priority order (gradient checks first) while the minimums fit; what is left
+    lifts the discrete ones (two methods) to nominal where it fits, in priority order, then the
+    other adaptive ones toward nominal, all by the same fraction."""
     unit = max(unit_s, 0.0)
     available = max(available_s, 0.0)
     nominal = sum(m.nominal for _, m, _ in models) * unit
@@ -216,14 +221,26 @@ def plan_budget(
         if used + need <= available:
             admitted.add(k)
             used += need
-    extra = sum(models[k][1].nominal - models[k][1].minimum for k in admitted) * unit
+    full: set[int] = set()
+    for k in priority:
+        model = models[k][1]
+        if k in admitted and model.discrete and model.adapts:
+            lift = (model.nominal - model.minimum) * unit
+            if used + lift <= available:
+                full.add(k)
+                used += lift
+    continuous = [k for k in admitted if not models[k][1].discrete]
+    extra = sum(models[k][1].nominal - models[k][1].minimum for k in continuous) * unit
     fraction = min(1.0, (available - used) / extra) if extra > 0 else 1.0
     chosen = []
     for k, (check, model, _) in enumerate(models):
         if k not in admitted:
             chosen.append(Allotment(check, 0.0, 0.0, SKIPPED, model.minimum, model.nominal))
             continue
-        passes = model.minimum + fraction * (model.nominal - model.minimum)
+        if model.discrete:
+            passes = model.nominal if k in full or not model.adapts else model.minimum
+        else:
+            passes = model.minimum + fraction * (model.nominal - model.minimum)
         method = NOMINAL if passes >= model.nominal else REDUCED
         chosen.append(Allotment(check, passes, passes * unit, method, model.minimum, model.nominal))
     return BudgetPlan(unit, budget_s, available, tuple(chosen))

@@ -194,11 +194,19 @@ class CheckContext:
         if self.plan is None:
             from lossctl.catalogue import cost_models  # the catalogue imports nothing of torch
 
-            models = cost_models(check_ids, self.sizes())
+            models = cost_models([c for c in check_ids if self._may_apply(c)], self.sizes())
             left = self.remaining_s()
             available = left - RESERVE_SHARE * max(left, 0.0)
             self.plan = plan_budget(models, self.cost_s(), available, self.budget_s)
         return self.plan
+
+    def _may_apply(self, check_id: str) -> bool:
+        """False for a check that will skip at once here, so the plan gives it nothing."""
+        if check_id == "reference":
+            return bool(self.spec.reference)
+        if check_id in ("needs_input_grad", "aliased_args"):
+            return len(self.diff_indices) > 1
+        return True
 
     def allotted_s(self, check_id: str) -> float:
         """Seconds the plan gives this check (what is left of the budget when it has no plan entry)."""

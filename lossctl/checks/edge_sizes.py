@@ -75,12 +75,12 @@ def check_edge_sizes(case: Case) -> Outcome:
     note += f"; {unsupported}" if unsupported else ""
     if gradcheck:
         data["fast_mode"] = fast_mode
-        note += (
-            f"; gradcheck in fast mode (one random projection) at {', '.join(fast_mode)}, slow mode (every "
-            "Jacobian element) elsewhere"
-            if fast_mode
-            else "; gradcheck's slow mode: detects any Jacobian element off by > atol + rtol·|element|"
-        )
+        if not fast_mode:
+            note += "; gradcheck's slow mode: detects any Jacobian element off by > atol + rtol·|element|"
+        else:
+            slow = [c for c in checked if c not in fast_mode]
+            note += f"; gradcheck in fast mode (one random projection of the Jacobian) at {', '.join(fast_mode)}"
+            note += f", slow mode (every element) at {', '.join(slow)}" if slow else ""
     return Outcome.passed(f"{what} with {', '.join(checked)} (each alone){note}", data=data)
 
 
