@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import pytest
+import torch
+from torch.autograd import Function
 
 from lossctl.budget import GROW_SHARE, CostModel, Sizes, cost_model, plan_budget, plan_line
 from lossctl.catalogue import cost_models
@@ -167,3 +170,66 @@ def test_a_slow_function_adapts_to_a_small_budget_and_still_catches_the_bug(run_
     assert result.exit_code == 1, result.output
     assert checks["gradcheck"]["status"] == "failed" or checks["gradient_scaled"]["status"] == "failed"
     assert checks["gradient_scaled"]["status"] == "failed", checks["gradient_scaled"]["detail"]
+
+
+# --------------------------------------------------------------------------- float32-only Functions
+
+
+class Float32OnlyVariance(Function):
+    """A kernel-style variance that refuses float64 and computes in its input's dtype (two-pass)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float64:
+            raise TypeError("kernel supports float32, float16 and bfloat16 only")
+        centred = x - x.mean()
+        ctx.save_for_backward(centred)
+        return centred.square().mean()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (centred,) = ctx.saved_tensors
+        return grad * 2 * centred / centred.numel()
+
+
+class Float32OnlyNaiveVariance(Float32OnlyVariance):
+    """The same kernel computing E[x²] − E[x]² in its input's dtype: x² overflows float16."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float64:
+            raise TypeError("kernel supports float32, float16 and bfloat16 only")
+        ctx.save_for_backward(x - x.mean())
+        return x.square().mean() - x.mean().square()
+
+
+@pytest.mark.parametrize(
+    ("function", "mean", "status"),
+    [
+        ("lossctl.examples.scale.Float32OnlyCrossEntropy", None, Status.PASSED),
+        ("tests.test_budget_plan.Float32OnlyVariance", 300.0, Status.PASSED),
+        ("tests.test_budget_plan.Float32OnlyNaiveVariance", 300.0, Status.FAILED),
+    ],
+)
+def test_low_precision_compares_a_float32_only_function_with_its_own_float32_run(function, mean, status):
+    from lossctl.runner import RunOptions, run_checks
+    from lossctl.spec import load_specs
+    from lossctl.suite import Job
+
+    if mean is None:
+        args = (
+            "dims: {N: 64, V: 50}\n"
+            "args: {logits: {shape: [N, V], dtype: float32}, target: {shape: [N], dtype: int64, high: V}}"
+        )
+    else:
+        args = f"args: {{x: {{shape: [256], dtype: float32, mean: {mean}}}}}"
+    (spec,) = load_specs(f"function: {function}\n{args}\n", source="t.yaml")
+    (case,) = run_checks([Job(spec)], RunOptions(device="cpu", checks=("low_precision",))).cases
+    (row,) = [r for r in case.checks if r.check == "low_precision"]
+    assert row.status is status, row.detail
+    if status is Status.PASSED:
+        assert "against its own float32 run (cannot run in float64)" in row.detail
+        assert row.detail.startswith("float16 ") and "bfloat16 " in row.detail
+        assert row.data["reference"] == "float32" and row.data["gradient_verified"] is False
+    else:
+        assert row.detail.startswith("float16: out is not finite") and "against its own float32 run" in row.detail
