@@ -109,7 +109,7 @@ class Allotment:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "passes": round(self.passes, 1),
+            "passes": round(self.passes, 3),
             "seconds": round(self.seconds, 3),
             "method": self.method,
             "min_passes": self.minimum,
@@ -163,7 +163,7 @@ class BudgetPlan:
             "unit_s": self.unit_s,
             "budget_s": self.budget_s,
             "available_s": round(self.available_s, 3),
-            "passes": round(self.passes, 1),
+            "passes": round(self.passes, 3),
             "seconds": round(self.seconds, 3),
             "checks": {a.check: a.to_dict() for a in self.allotments},
         }

@@ -13,7 +13,15 @@ from typing import Any
 
 import torch
 
-from lossctl.budget import RESERVE_SHARE, SLOW_MODE_MAX_INPUTS, SLOW_MODE_MAX_OUTPUTS, BudgetPlan, Sizes, plan_budget
+from lossctl.budget import (
+    RESERVE_SHARE,
+    SLOW_MODE_MAX_INPUTS,
+    SLOW_MODE_MAX_OUTPUTS,
+    BudgetPlan,
+    Sizes,
+    plan_budget,
+    slow_mode_passes,
+)
 from lossctl.device import clock, seed_device
 from lossctl.inputs import build_inputs, derive_seed
 from lossctl.settings import DEFAULT_BUDGET_S
@@ -351,7 +359,7 @@ class CheckContext:
         fn, inputs = self.float64_function(values)
         tol = self.spec.tolerance
         settings = {"eps": tol.eps, "atol": tol.atol, "rtol": tol.rtol, **settings}
-        with _without_slow_mode_message(fast and self.full_jacobian_over_budget()):
+        with _without_slow_mode_message(fast and self.slow_jacobian_over_budget()):
             torch.autograd.gradcheck(fn, inputs, fast_mode=fast, **settings)
 
     def full_jacobian_over_budget(self) -> bool:
@@ -360,11 +368,20 @@ class CheckContext:
         elements = sum(self.values[i].numel() for i in self.diff_indices)
         return elements > SLOW_MODE_MAX_INPUTS and elements * self.cost_s() > max(self.remaining_s(), 0.0)
 
+    def slow_jacobian_over_budget(self) -> bool:
+        """Whether gradcheck's full Jacobian (what torch rebuilds for a fast-mode failure's message)
+        would take more than what is left of the case's budget: a slow forward makes that so at any
+        size."""
+        inputs = sum(self.values[i].numel() for i in self.diff_indices)
+        passes = slow_mode_passes(inputs, self._output_elements or 1)
+        return self.full_jacobian_over_budget() or passes * self.cost_s() > max(self.remaining_s(), 0.0)
+
     def gradgradcheck(self, values: list[Any], *, fast: bool) -> None:
         """torch.autograd.gradgradcheck on float64 `values` (raises GradcheckError on a mismatch)."""
         fn, inputs = self.float64_function(values)
         tol = self.spec.tolerance
-        torch.autograd.gradgradcheck(fn, inputs, eps=tol.eps, atol=tol.atol, rtol=tol.rtol, fast_mode=fast)
+        with _without_slow_mode_message(fast and self.slow_jacobian_over_budget()):
+            torch.autograd.gradgradcheck(fn, inputs, eps=tol.eps, atol=tol.atol, rtol=tol.rtol, fast_mode=fast)
 
 
 @contextlib.contextmanager
