@@ -12,9 +12,6 @@ from lossctl.report import CaseResult
 RESERVE_SHARE = 0.1
 """The share of what is left of the budget kept back for the unpriced checks (forward, backward,
 raw_backward, ...) and for a failure's diagnosis."""
-GROW_SHARE = 0.5
-"""The share of the budget's slack (what the nominal plan leaves unused) a check that grows into
-its allotment (gradient_blocks: more blocks, more directions) may take."""
 SLOW_MODE_MAX_INPUTS = 2048
 """Up to this many input elements (and SLOW_MODE_MAX_OUTPUTS output elements), gradcheck may build
 the full Jacobian (slow mode)."""
@@ -26,12 +23,12 @@ GRADGRAD_SLOW_MAX_INPUTS = 32
 @dataclass(frozen=True)
 class CostModel:
     """What a check costs in forward+backward passes of the case: `nominal` with its full method,
-    `minimum` with its smallest (equal for a fixed method). `grows`: it uses a share of the budget's
-    slack to cover more (gradient_blocks)."""
+    `minimum` with its smallest (equal for a fixed method)."""
 
     nominal: float
     minimum: float
-    grows: bool = False
+    grows: float = 0.0
+    """The share of the plan's slack (what the nominal plan leaves unused) it takes to cover more."""
     discrete: bool = False
     """Two methods and nothing between (gradcheck's full Jacobian or its fast mode): the plan gives
     it its nominal passes or its minimum, never a fraction it could not use."""
@@ -63,7 +60,7 @@ def slow_mode_fits(inputs: int, outputs: int) -> bool:
 
 
 def cost_model(
-    check_id: str, cost: float | None, min_cost: float | None, grows: bool, sizes: Sizes
+    check_id: str, cost: float | None, min_cost: float | None, grows: float, sizes: Sizes
 ) -> CostModel | None:
     """A check's cost model on a case of these sizes (None: unpriced, always cheap). Checks that
     build a full Jacobian at small sizes (gradcheck, double_backward, edge_sizes) are priced by it
@@ -75,12 +72,9 @@ def cost_model(
         return CostModel(max(cost, slow_mode_passes(sizes.inputs, sizes.outputs)), minimum, discrete=True)
     if check_id == "double_backward" and sizes.inputs <= GRADGRAD_SLOW_MAX_INPUTS:
         return CostModel(max(cost, 4.0 * (sizes.inputs + sizes.outputs) + 2), minimum, discrete=True)
-    if check_id == "edge_sizes":
-        per_dim = [
-            3 + (slow_mode_passes(n, sizes.outputs) if slow_mode_fits(n, sizes.outputs) else cost)
-            for n in sizes.shrunk_inputs
-        ]
-        return CostModel(max(sum(per_dim), cost), max(len(per_dim), 1) * (3 + cost), discrete=True)
+    if check_id == "edge_sizes":  # fast mode at each size; slow mode where its slack share pays for it
+        per_dim = max(len(sizes.shrunk_inputs), 1) * (3 + cost)
+        return CostModel(per_dim, per_dim, grows)
     return CostModel(cost, minimum, grows)
 
 
@@ -206,10 +200,9 @@ def plan_budget(
     available = max(available_s, 0.0)
     nominal = sum(m.nominal for _, m, _ in models) * unit
     if nominal <= available:
-        growers = sum(1 for _, m, _ in models if m.grows)
-        slack = (available - nominal) * GROW_SHARE / growers if growers else 0.0
+        slack = available - nominal
         allotments = tuple(
-            Allotment(c, m.nominal, m.nominal * unit + (slack if m.grows else 0.0), NOMINAL, m.minimum, m.nominal)
+            Allotment(c, m.nominal, m.nominal * unit + slack * m.grows, NOMINAL, m.minimum, m.nominal)
             for c, m, _ in models
         )
         return BudgetPlan(unit, budget_s, available, allotments)

@@ -17,6 +17,7 @@ from lossctl.budget import (
     RESERVE_SHARE,
     SLOW_MODE_MAX_INPUTS,
     SLOW_MODE_MAX_OUTPUTS,
+    Allotment,
     BudgetPlan,
     Sizes,
     plan_budget,
@@ -216,14 +217,18 @@ class CheckContext:
             return len(self.diff_indices) > 1
         return True
 
+    def allotment(self, check_id: str) -> Allotment | None:
+        """This check's share of the budget plan (None: no plan yet, or the check is unpriced)."""
+        return self.plan.get(check_id) if self.plan is not None else None
+
     def allotted_s(self, check_id: str) -> float:
         """Seconds the plan gives this check (what is left of the budget when it has no plan entry)."""
-        allotment = self.plan.get(check_id) if self.plan is not None else None
+        allotment = self.allotment(check_id)
         return allotment.seconds if allotment is not None else max(self.remaining_s(), 0.0)
 
     def allotted_share(self, check_id: str) -> float:
         """Where the plan puts this check between its smallest method (0) and its full one (1)."""
-        allotment = self.plan.get(check_id) if self.plan is not None else None
+        allotment = self.allotment(check_id)
         return allotment.share if allotment is not None else 1.0
 
     def plan_reduced(self, check_id: str) -> bool:
@@ -368,13 +373,17 @@ class CheckContext:
         elements = sum(self.values[i].numel() for i in self.diff_indices)
         return elements > SLOW_MODE_MAX_INPUTS and elements * self.cost_s() > max(self.remaining_s(), 0.0)
 
+    def slow_jacobian_s(self) -> float:
+        """Seconds gradcheck's full Jacobian (slow mode) would take here, at the measured cost."""
+        cost = self.cost_s()
+        inputs = sum(self.values[i].numel() for i in self.diff_indices)
+        return slow_mode_passes(inputs, self._output_elements or 1) * cost
+
     def slow_jacobian_over_budget(self) -> bool:
         """Whether gradcheck's full Jacobian (what torch rebuilds for a fast-mode failure's message)
         would take more than what is left of the case's budget: a slow forward makes that so at any
         size."""
-        inputs = sum(self.values[i].numel() for i in self.diff_indices)
-        passes = slow_mode_passes(inputs, self._output_elements or 1)
-        return self.full_jacobian_over_budget() or passes * self.cost_s() > max(self.remaining_s(), 0.0)
+        return self.full_jacobian_over_budget() or self.slow_jacobian_s() > max(self.remaining_s(), 0.0)
 
     def gradgradcheck(self, values: list[Any], *, fast: bool) -> None:
         """torch.autograd.gradgradcheck on float64 `values` (raises GradcheckError on a mismatch)."""

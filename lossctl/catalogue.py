@@ -49,8 +49,9 @@ class CheckInfo:
     min_cost: float | None = None
     """What its smallest method costs (fewer directions, dtypes, probes; fast mode), in the same
     passes: the plan shrinks it toward this before skipping anything. None: a fixed method."""
-    grows: bool = False
-    """It covers more with more time (gradient_blocks): the plan gives it a share of the slack."""
+    grows: float = 0.0
+    """The share of the plan's slack (what the full methods leave unused) it takes to cover more:
+    gradient_blocks more blocks and directions, edge_sizes gradcheck's slow mode at each size."""
     at_scale: bool = False
     """An opt-in check that also runs by default on a large case: one whose full Jacobian (a forward
     per input element) would not fit the case's budget."""
@@ -101,7 +102,7 @@ CATALOGUE: tuple[CheckInfo, ...] = (
         verifies_gradient=True,
         cost=90,
         min_cost=20,
-        grows=True,
+        grows=0.5,
         at_scale=True,
     ),
     CheckInfo("linearity", "backward is linear in grad_output (scaled and summed upstream gradients)", cost=16),
@@ -133,6 +134,7 @@ CATALOGUE: tuple[CheckInfo, ...] = (
         options=(Option(EXCLUDE_DIMS, OptionKind.DIMS, "dims never shrunk to 1"),),
         verifies_gradient=True,
         cost=12,
+        grows=0.25,
     ),
     CheckInfo(
         "double_backward",

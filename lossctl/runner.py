@@ -456,7 +456,7 @@ def over_budget(case: Case, check_id: str) -> str | None:
 
 def with_allotment(case: Case, result: CheckResult) -> CheckResult:
     """The result with its share of the budget plan in `data["planned"]` (JSON's view of the plan)."""
-    allotment = case.plan.get(result.check) if case.plan is not None else None
+    allotment = case.allotment(result.check)
     if allotment is None:
         return result
     return replace(result, data={**result.data, "planned": allotment.to_dict()})

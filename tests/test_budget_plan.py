@@ -11,14 +11,14 @@ import pytest
 import torch
 from torch.autograd import Function
 
-from lossctl.budget import GROW_SHARE, CostModel, Sizes, cost_model, plan_budget, plan_line
+from lossctl.budget import CostModel, Sizes, cost_model, plan_budget, plan_line
 from lossctl.catalogue import cost_models
 from lossctl.checks.gradient_scaled import method_for
 from lossctl.report import CaseResult, CheckResult, Status
 
 GRADCHECK = ("gradcheck", CostModel(100, 12, discrete=True), True)
 SCALED = ("gradient_scaled", CostModel(48, 14), True)
-BLOCKS = ("gradient_blocks", CostModel(90, 20, grows=True), True)
+BLOCKS = ("gradient_blocks", CostModel(90, 20, grows=0.5), True)
 LINEARITY = ("linearity", CostModel(16, 16), False)
 LOW = ("low_precision", CostModel(32, 11), True)
 DETERMINISM = ("determinism", CostModel(4, 4), False)
@@ -36,7 +36,7 @@ def test_everything_nominal_when_it_fits_and_a_grower_takes_a_share_of_the_slack
         "linearity": ("nominal", 16),
     }
     nominal_s = (48 + 90 + 16) * 0.01
-    assert plan.get("gradient_blocks").seconds == pytest.approx(0.9 + GROW_SHARE * (10.0 - nominal_s))
+    assert plan.get("gradient_blocks").seconds == pytest.approx(0.9 + 0.5 * (10.0 - nominal_s))
     assert plan.get("linearity").seconds == pytest.approx(0.16)
     assert plan.skip_reason("linearity") is None
 
@@ -83,13 +83,13 @@ def test_nothing_fits_a_spent_budget():
 
 
 def test_gradcheck_is_priced_by_its_full_jacobian_where_slow_mode_would_run():
-    small = cost_model("gradcheck", 12, 12, False, Sizes(inputs=100, outputs=1))
+    small = cost_model("gradcheck", 12, 12, 0.0, Sizes(inputs=100, outputs=1))
     assert (small.nominal, small.minimum, small.discrete) == (203, 12, True)
-    large = cost_model("gradcheck", 12, 12, False, Sizes(inputs=10**6, outputs=1))
+    large = cost_model("gradcheck", 12, 12, 0.0, Sizes(inputs=10**6, outputs=1))
     assert (large.nominal, large.minimum, large.adapts) == (12, 12, False)
-    edges = cost_model("edge_sizes", 12, None, False, Sizes(inputs=1000, outputs=1, shrunk_inputs=(10, 100)))
-    assert edges.nominal == (3 + 23) + (3 + 203) and edges.minimum == 2 * (3 + 12)
-    assert cost_model("forward", None, None, False, Sizes(1, 1)) is None
+    edges = cost_model("edge_sizes", 12, None, 0.25, Sizes(inputs=1000, outputs=1, shrunk_inputs=(10, 100)))
+    assert edges.nominal == edges.minimum == 2 * (3 + 12) and edges.grows == 0.25  # slow mode from its slack
+    assert cost_model("forward", None, None, 0.0, Sizes(1, 1)) is None
     ids = [c for c, *_ in cost_models(["forward", "gradcheck", "gradient_blocks", "stability"], Sizes(10**6, 1))]
     assert ids == ["gradcheck", "gradient_blocks", "stability"]
 

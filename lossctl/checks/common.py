@@ -355,13 +355,14 @@ def jacobian_power(fast: bool, inputs: int, what: str = "Jacobian", symbol: str 
     )
 
 
-def gradcheck_outcome(case: Case, check_id: str = "gradcheck") -> Outcome:
+def gradcheck_outcome(case: Case, check_id: str = "gradcheck", fast: bool | None = None) -> Outcome:
     """gradcheck on float64 copies: PASSED, or FAILED with the worst elements named (what the
     `gradcheck` check reports, and edge_sizes at each shrunk size). Slow mode (the full Jacobian)
-    where it is small and the case's budget plan gives `check_id` its full method, else fast mode."""
+    where it is small and the case's budget plan gives `check_id` its full method, else fast mode
+    (`fast`, when given, decides)."""
     values = float64_values(case)
     tol = case.spec.tolerance
-    fast = case.use_fast_mode(check_id=check_id)
+    fast = case.use_fast_mode(check_id=check_id) if fast is None else fast
     settings = mode_text(fast, tol)
     try:
         case.gradcheck(values, fast=fast, check_grad_dtypes=True)

@@ -7,6 +7,7 @@ crash inside torch (a squeeze that dropped the wrong dim), a wrong or a NaN grad
 
 from __future__ import annotations
 
+import time
 import traceback
 
 from lossctl.case import Case, engine_rejection
@@ -38,7 +39,8 @@ def check_edge_sizes(case: Case) -> Outcome:
         raise Skip(f"no named dim to shrink to 1: {reason}" if case.point.dims else "the spec names no dims")
     gradcheck = case.runs_in_float64()
     checked, refused, fast_mode = [], [], []
-    for dim in dims:
+    deadline = time.monotonic() + case.allotted_s("edge_sizes")
+    for k, dim in enumerate(dims):
         shrunk = {**case.point.dims, dim: 1}
         label = f"with {dim}=1"
         try:
@@ -49,7 +51,12 @@ def check_edge_sizes(case: Case) -> Outcome:
                 for name, grad in zip(small.diff_names, grads, strict=True):
                     if grad is not None and (bad := nonfinite_text(f"the gradient of `{name}`", grad)):
                         return Outcome.failed(f"{label}: {bad}", hint=HINT, data={"dim": dim})
-            result = gradcheck_outcome(small, "edge_sizes") if gradcheck else None
+            result = None
+            if gradcheck:
+                # slow mode (every Jacobian element) where it fits this size's share of the allotment
+                share = (deadline - time.monotonic()) / (len(dims) - k)
+                fast = small.use_fast_mode() or small.slow_jacobian_s() > share
+                result = gradcheck_outcome(small, "edge_sizes", fast=fast)
             if result is not None and result.data.get("fast_mode"):
                 fast_mode.append(f"{dim}=1")
         except Skip:

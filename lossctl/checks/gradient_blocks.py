@@ -66,7 +66,7 @@ def check_gradient_blocks(case: Case) -> Outcome:
 def planned_seconds(case: Case) -> float:
     """Its allotment in the case's budget plan (lossctl.budget: its nominal probes plus a share of
     the slack, or fewer when the budget is tight), else a share of what is left."""
-    if case.plan is not None and case.plan.get("gradient_blocks") is not None:
+    if case.allotment("gradient_blocks") is not None:
         return case.allotted_s("gradient_blocks")
     return max(case.remaining_s(), 0.0) * BUDGET_SHARE
 

@@ -84,7 +84,7 @@ def check_gradient_scaled(case: Case) -> Outcome:
         return (plus - minus) / (2 * eps), noise
 
     gen = torch.Generator().manual_seed(derive_seed(case.seed, "gradient_scaled"))
-    allotment = case.plan.get("gradient_scaled") if case.plan is not None else None
+    allotment = case.allotment("gradient_scaled")
     random_directions, top_elements, random_elements = method_for(
         allotment.passes if allotment is not None and allotment.reduced else None
     )

@@ -88,7 +88,7 @@ def check_low_precision(case: Case) -> Outcome:
 def fit_dtypes(case: Case, names: list[str]) -> tuple[list[str], str | None]:
     """The dtypes, in priority order, that fit the check's share of the budget plan, and a note on
     those left out (None: all fit). Its catalogue price is for LOW_PRECISION_DTYPES."""
-    allotment = case.plan.get("low_precision") if case.plan is not None else None
+    allotment = case.allotment("low_precision")
     if allotment is None or not allotment.reduced or len(names) <= 1:
         return names, None
     per_dtype = allotment.nominal / len(LOW_PRECISION_DTYPES)
