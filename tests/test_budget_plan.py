@@ -233,3 +233,20 @@ def test_low_precision_compares_a_float32_only_function_with_its_own_float32_run
         assert row.data["reference"] == "float32" and row.data["gradient_verified"] is False
     else:
         assert row.detail.startswith("float16: out is not finite") and "against its own float32 run" in row.detail
+
+
+def test_edge_sizes_runs_slow_mode_at_each_size_where_it_fits_its_share(slow_forward, tmp_path):
+    from lossctl.runner import RunOptions, run_checks
+    from lossctl.spec import load_specs
+    from lossctl.suite import Job
+
+    (spec,) = load_specs(SLOW.format(fn="SlowMeanSquaredError"), source="t.yaml")
+    (case,) = run_checks([Job(spec)], RunOptions(device="cpu", checks=("edge_sizes",), budget=1.6)).cases
+    (row,) = [r for r in case.checks if r.check == "edge_sizes"]
+    # N=1 leaves 3 elements (9 passes ≈ 0.2 s: fits), C=1 leaves 20 (43 passes ≈ 0.9 s: does not)
+    assert row.status is Status.PASSED, row.detail
+    assert row.data["fast_mode"] == ["C=1"]
+    assert (
+        "gradcheck in fast mode (one random projection of the Jacobian) at C=1, slow mode (every element) at N=1"
+        in (row.detail)
+    )
