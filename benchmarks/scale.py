@@ -3,9 +3,10 @@
     make bench-scale      (or: python benchmarks/scale.py [spec files] [--checks IDS])
 
 Each spec under benchmarks/scale/ (a correct or deliberately broken Function from
-lossctl/examples/scale.py at 10⁶–10⁷ elements) runs as its own `lossctl check` process with the
-default battery (every check fits the case's 60 s --budget, or skips saying why; gradient_blocks
-joins because the cases are large), or `--checks IDS`. Per case it prints the verdict against
+lossctl/examples/scale.py at 10⁶–10⁷ elements, or lossctl/examples/slow.py: small, with a 0.2 s
+forward) runs as its own `lossctl check` process with the default battery (the case's budget plan
+gives every check its share of the 60 s --budget: its full method, a smaller one, or a skip saying
+why; gradient_blocks joins because the cases are large), or `--checks IDS`. Per case it prints the verdict against
 the expected one (a file name starting with a correct Function's name expects PASS), the wall time
 of the whole process (interpreter start, imports, input building included), that time as a multiple
 of one forward+backward of the case (as the case measured it: the report's resources), and the peak
@@ -26,7 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "benchmarks" / "scale"
 CHECKS = ""
 """The default battery (`--checks IDS` narrows it)."""
-CORRECT = {"MeanSquaredError", "ChunkedCrossEntropy", "TiledCrossEntropy", "Float32OnlyCrossEntropy"}
+CORRECT = {
+    "MeanSquaredError",
+    "ChunkedCrossEntropy",
+    "TiledCrossEntropy",
+    "Float32OnlyCrossEntropy",
+    "SlowMeanSquaredError",
+}
 TARGET_SECONDS = 60.0
 
 
@@ -75,7 +82,13 @@ def summarize(result: dict[str, object]) -> tuple[str, float | None, str]:
         if plan and step is None:
             step = plan.get("step_seconds")
     over = [c["check"] for c in checks if c["status"] == "skipped" and c["detail"].startswith("would need")]
+    reduced = [
+        f"{c['check']} {c['data']['planned']['passes']:.0f}/{c['data']['planned']['nominal_passes']:.0f}×"
+        for c in checks
+        if (c.get("data") or {}).get("planned", {}).get("method") == "reduced"
+    ]
     skipped = f" [skipped for the budget: {', '.join(over)}]" if over else ""
+    skipped += f" [reduced by the plan: {', '.join(reduced)}]" if reduced else ""
     bad = [c for c in checks if c["status"] in ("failed", "error")]
     if bad:
         names = ", ".join(c["check"] for c in bad)
@@ -113,7 +126,7 @@ def main(argv: list[str]) -> int:
 
 
 def _order(path: Path) -> tuple[int, str]:
-    groups = ("MeanSquaredError", "MSE", "Chunked", "Tiled", "Float32")
+    groups = ("MeanSquaredError", "MSE", "Chunked", "Tiled", "Float32", "Slow")
     return next(i for i, g in enumerate((*groups, "")) if path.stem.startswith(g)), path.stem
 
 

@@ -14,15 +14,21 @@ from typing import Any
 import torch
 
 from lossctl import activity
+from lossctl.budget import (
+    RESERVE_SHARE,
+    SLOW_MODE_MAX_INPUTS,
+    SLOW_MODE_MAX_OUTPUTS,
+    Allotment,
+    BudgetPlan,
+    Sizes,
+    plan_budget,
+    slow_mode_passes,
+)
 from lossctl.device import clock, seed_device
 from lossctl.inputs import build_inputs, derive_seed
 from lossctl.settings import DEFAULT_BUDGET_S
 from lossctl.spec import CasePoint, Spec
 from lossctl.target import Target
-
-SLOW_MODE_MAX_INPUTS = 2048
-"""Up to this many input elements, gradcheck builds the full Jacobian (slow mode)."""
-SLOW_MODE_MAX_OUTPUTS = 256
 
 
 class Float64Unsupported(Exception):
@@ -55,6 +61,9 @@ class CheckContext:
     _float64_error: str | None = field(default=None, repr=False)
     _float64_outputs: tuple[Any, ...] | None = field(default=None, repr=False)
     _cost_s: float | None = field(default=None, repr=False)
+    _output_elements: int = field(default=0, repr=False)
+    plan: BudgetPlan | None = field(default=None, repr=False)
+    """The budget plan (lossctl.budget), made once before the first costly check; None before."""
     diagnoses: dict[Any, Any] = field(default_factory=dict, repr=False)
     """A failure's diagnosis at scale, by argument and tolerance: a later check that fails the same
     way reuses it instead of spending its budget again."""
@@ -165,13 +174,69 @@ class CheckContext:
         """Seconds one forward+backward of this case takes (measured once, on first ask): what a
         check's plan is priced in."""
         if self._cost_s is None:
-            start = clock(self.device)
-            values = self.fresh()
-            outputs = differentiable_outputs(self.call(values))
-            if outputs and self.diff_indices:
-                self.backward(outputs, values, self.random_cotangents(outputs, "cost"))
-            self._cost_s = clock(self.device) - start
+            # the faster of two: a first call also pays one-time costs (allocation, lazy init)
+            # that would overprice every check of the plan
+            for _ in range(2):
+                start = clock(self.device)
+                values = self.fresh()
+                outputs = differentiable_outputs(self.call(values))
+                if outputs and self.diff_indices:
+                    self.backward(outputs, values, self.random_cotangents(outputs, "cost"))
+                took = clock(self.device) - start
+                self._cost_s = took if self._cost_s is None else min(self._cost_s, took)
+                self._output_elements = sum(o.numel() for o in outputs)
+                del values, outputs
         return self._cost_s
+
+    def sizes(self) -> Sizes:
+        """What the checks' cost models need: input and output elements, and the input elements
+        left when each named dim (of size > 1) is 1."""
+        self.cost_s()
+        diff = [self.values[i] for i in self.diff_indices]
+        inputs = sum(t.numel() for t in diff)
+        shrunk = tuple(
+            sum(t.numel() // size if size in t.shape else t.numel() for t in diff)
+            for size in self.point.dims.values()
+            if size > 1
+        )
+        return Sizes(inputs=inputs, outputs=self._output_elements, shrunk_inputs=shrunk)
+
+    def make_plan(self, check_ids: Sequence[str]) -> BudgetPlan:
+        """Plan the budget for these checks (once: a later call returns the plan made)."""
+        if self.plan is None:
+            from lossctl.catalogue import cost_models  # the catalogue imports nothing of torch
+
+            models = cost_models([c for c in check_ids if self._may_apply(c)], self.sizes())
+            left = self.remaining_s()
+            available = left - RESERVE_SHARE * max(left, 0.0)
+            self.plan = plan_budget(models, self.cost_s(), available, self.budget_s)
+        return self.plan
+
+    def _may_apply(self, check_id: str) -> bool:
+        """False for a check that will skip at once here, so the plan gives it nothing."""
+        if check_id == "reference":
+            return bool(self.spec.reference)
+        if check_id in ("needs_input_grad", "aliased_args"):
+            return len(self.diff_indices) > 1
+        return True
+
+    def allotment(self, check_id: str) -> Allotment | None:
+        """This check's share of the budget plan (None: no plan yet, or the check is unpriced)."""
+        return self.plan.get(check_id) if self.plan is not None else None
+
+    def allotted_s(self, check_id: str) -> float:
+        """Seconds the plan gives this check (what is left of the budget when it has no plan entry)."""
+        allotment = self.allotment(check_id)
+        return allotment.seconds if allotment is not None else max(self.remaining_s(), 0.0)
+
+    def allotted_share(self, check_id: str) -> float:
+        """Where the plan puts this check between its smallest method (0) and its full one (1)."""
+        allotment = self.allotment(check_id)
+        return allotment.share if allotment is not None else 1.0
+
+    def plan_reduced(self, check_id: str) -> bool:
+        """Whether the plan gives this check less than its full method."""
+        return self.allotted_share(check_id) < 1.0
 
     def measured_cost_s(self) -> float | None:
         """`cost_s()` if a check has measured it, else None (nothing is run)."""
@@ -224,7 +289,7 @@ class CheckContext:
         label = ",".join(f"{k}={v}" for k, v in dims.items())
         point = CasePoint(dims=dict(dims), swept=tuple(dims))
         other = type(self).build(f"{self.spec.name}[{label}]", self.spec, point, self.target, self.device, self.seed)
-        other.budget_s, other.started = self.budget_s, self.started
+        other.budget_s, other.started, other.plan = self.budget_s, self.started, self.plan
         return other
 
     def output_positions(self, outputs: Sequence[Any]) -> list[int]:
@@ -286,11 +351,13 @@ class CheckContext:
 
         return fn, tuple(values[i] for i in self.diff_indices)
 
-    def use_fast_mode(self, max_inputs: int = SLOW_MODE_MAX_INPUTS) -> bool:
-        """Slow mode (the full Jacobian) for small cases, fast mode (random projections) above."""
+    def use_fast_mode(self, max_inputs: int = SLOW_MODE_MAX_INPUTS, check_id: str | None = None) -> bool:
+        """Slow mode (the full Jacobian) for small cases, fast mode (random projections) above, and
+        wherever the budget plan gives `check_id` less than its full Jacobian costs."""
         inputs = sum(self.values[i].numel() for i in self.diff_indices)
         outputs = sum(o.numel() for o in differentiable_outputs(self.float64_outputs()))
-        return inputs > max_inputs or outputs > SLOW_MODE_MAX_OUTPUTS
+        reduced = check_id is not None and self.plan_reduced(check_id)
+        return inputs > max_inputs or outputs > SLOW_MODE_MAX_OUTPUTS or reduced
 
     def gradcheck(self, values: list[Any], *, fast: bool, **settings: Any) -> None:
         """torch.autograd.gradcheck on float64 `values` (raises GradcheckError on a mismatch).
@@ -300,7 +367,7 @@ class CheckContext:
         fn, inputs = self.float64_function(values)
         tol = self.spec.tolerance
         settings = {"eps": tol.eps, "atol": tol.atol, "rtol": tol.rtol, **settings}
-        with _without_slow_mode_message(fast and self.full_jacobian_over_budget()):
+        with _without_slow_mode_message(fast and self.slow_jacobian_over_budget()):
             torch.autograd.gradcheck(fn, inputs, fast_mode=fast, **settings)
 
     def full_jacobian_over_budget(self) -> bool:
@@ -309,11 +376,24 @@ class CheckContext:
         elements = sum(self.values[i].numel() for i in self.diff_indices)
         return elements > SLOW_MODE_MAX_INPUTS and elements * self.cost_s() > max(self.remaining_s(), 0.0)
 
+    def slow_jacobian_s(self) -> float:
+        """Seconds gradcheck's full Jacobian (slow mode) would take here, at the measured cost."""
+        cost = self.cost_s()
+        inputs = sum(self.values[i].numel() for i in self.diff_indices)
+        return slow_mode_passes(inputs, self._output_elements or 1) * cost
+
+    def slow_jacobian_over_budget(self) -> bool:
+        """Whether gradcheck's full Jacobian (what torch rebuilds for a fast-mode failure's message)
+        would take more than what is left of the case's budget: a slow forward makes that so at any
+        size."""
+        return self.full_jacobian_over_budget() or self.slow_jacobian_s() > max(self.remaining_s(), 0.0)
+
     def gradgradcheck(self, values: list[Any], *, fast: bool) -> None:
         """torch.autograd.gradgradcheck on float64 `values` (raises GradcheckError on a mismatch)."""
         fn, inputs = self.float64_function(values)
         tol = self.spec.tolerance
-        torch.autograd.gradgradcheck(fn, inputs, eps=tol.eps, atol=tol.atol, rtol=tol.rtol, fast_mode=fast)
+        with _without_slow_mode_message(fast and self.slow_jacobian_over_budget()):
+            torch.autograd.gradgradcheck(fn, inputs, eps=tol.eps, atol=tol.atol, rtol=tol.rtol, fast_mode=fast)
 
 
 @contextlib.contextmanager

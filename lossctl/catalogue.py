@@ -7,8 +7,11 @@ one line here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+
+from lossctl.budget import CostModel, Sizes, cost_model
 
 
 class OptionKind(Enum):
@@ -39,10 +42,16 @@ class CheckInfo:
     verifies_gradient: bool = False
     """It compares gradient values with an independent truth (finite differences, float64)."""
     cost: float | None = None
-    """Roughly what it costs, in forward+backward passes of the case (its time over one measured
-    pass, rounded up, for the mean-MSE at [10⁶, 10]; see README "At scale"); before it runs, a check
-    whose cost would overrun what is left of the case's budget is SKIPPED saying so. None: the check
-    fits itself to the budget, or is always cheap."""
+    """Roughly what its full method costs, in forward+backward passes of the case (its time over one
+    measured pass, rounded up, for the mean-MSE at [10⁶, 10]; see README "At scale"). The case's
+    budget plan (lossctl.budget) allots each priced check its share before the first one runs.
+    None: always cheap, unpriced."""
+    min_cost: float | None = None
+    """What its smallest method costs (fewer directions, dtypes, probes; fast mode), in the same
+    passes: the plan shrinks it toward this before skipping anything. None: a fixed method."""
+    grows: float = 0.0
+    """The share of the plan's slack (what the full methods leave unused) it takes to cover more:
+    gradient_blocks more blocks and directions, edge_sizes gradcheck's slow mode at each size."""
     at_scale: bool = False
     """An opt-in check that also runs by default on a large case: one whose full Jacobian (a forward
     per input element) would not fit the case's budget."""
@@ -77,18 +86,23 @@ CATALOGUE: tuple[CheckInfo, ...] = (
         "torch.autograd.gradcheck on float64 copies, with the worst elements named on failure",
         verifies_gradient=True,
         cost=12,
+        min_cost=12,
     ),
     CheckInfo(
         "gradient_scaled",
         "analytical vs numerical gradient relative to the gradient's own scale (mean losses at large N)",
         verifies_gradient=True,
         cost=48,
+        min_cost=14,
     ),
     CheckInfo(
         "gradient_blocks",
         "the gradient per row/chunk/tile block and at boundary coordinates, within a time budget",
         default=False,
         verifies_gradient=True,
+        cost=90,
+        min_cost=20,
+        grows=0.5,
         at_scale=True,
     ),
     CheckInfo("linearity", "backward is linear in grad_output (scaled and summed upstream gradients)", cost=16),
@@ -119,12 +133,15 @@ CATALOGUE: tuple[CheckInfo, ...] = (
         "each named dim set to 1 in turn still runs and passes gradcheck (.squeeze() and dim mix-ups)",
         options=(Option(EXCLUDE_DIMS, OptionKind.DIMS, "dims never shrunk to 1"),),
         verifies_gradient=True,
+        cost=12,
+        grows=0.25,
     ),
     CheckInfo(
         "double_backward",
         "gradgradcheck: double backward is right, or refuses loudly (@once_differentiable)",
         verifies_gradient=True,
         cost=12,
+        min_cost=12,
     ),
     CheckInfo("forward_ad", "a Function's jvp matches finite differences (skipped when it defines none)", cost=6),
     CheckInfo(
@@ -136,6 +153,7 @@ CATALOGUE: tuple[CheckInfo, ...] = (
         options=(Option(FACTOR, OptionKind.NUMBER, "allowed multiple of the rounding/conditioning floor"),),
         verifies_gradient=True,
         cost=32,
+        min_cost=11,
     ),
     CheckInfo(
         "autocast",
@@ -191,6 +209,18 @@ def info(check_id: str) -> CheckInfo:
 
 def option_kind(check_id: str, name: str) -> OptionKind:
     return BY_ID[check_id].option(name).kind
+
+
+def cost_models(check_ids: Sequence[str], sizes: Sizes) -> list[tuple[str, CostModel, bool]]:
+    """(id, cost model, verifies gradient values) of each priced check among `check_ids`, in order:
+    what lossctl.budget.plan_budget allots the case's budget by."""
+    models = []
+    for check_id in check_ids:
+        if (c := BY_ID.get(check_id)) is not None:
+            model = cost_model(c.id, c.cost, c.min_cost, c.grows, sizes)
+            if model is not None:
+                models.append((c.id, model, c.verifies_gradient))
+    return models
 
 
 def default_label(check: CheckInfo) -> str:

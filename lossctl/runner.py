@@ -429,10 +429,13 @@ def _run_case(
     else:
         rejected: dict[str, str] = {}
         forward_backward_mb = forward_backward_peak(case, memory)
-        for check in with_scale_checks(case, checks, at_scale):
+        selected = with_scale_checks(case, checks, at_scale)
+        plan_case(case, selected)
+        for check in selected:
             _begin(case, check.id, on_start)
             over = over_budget(case, check.id)
-            record(_skipped(check.id, over) if over else _run_measured(memory, case, check.id, check.run, rejected))
+            result = _skipped(check.id, over) if over else _run_measured(memory, case, check.id, check.run, rejected)
+            record(with_allotment(case, result))
         if (unverified := unverified_gradients(case, results, allow_unverified)) is not None:
             record(unverified)
     file, line = case.target.source_location()
@@ -489,6 +492,9 @@ def case_resources(
         resources["forward_backward_s"] = case.measured_cost_s()
     memory = memory or CaseMemory(case.device)
     resources.update(memory.resources(inputs_bytes(case), forward_backward_mb))
+    if case.plan is not None:
+        resources["planned_passes"] = case.plan.passes
+        resources["planned_s"] = case.plan.seconds
     return resources
 
 
@@ -524,23 +530,29 @@ def _run_measured(
     return replace(result, peak_mb=peak.mb)
 
 
-def over_budget(case: Case, check_id: str) -> str | None:
-    """Why a check is skipped before it starts: its cost (catalogue, in forward+backward passes of
-    this case) would overrun what is left of the case's budget. None: it may run."""
-    passes = catalogue_info(check_id).cost if check_id in CHECK_IDS else None
-    if passes is None or not case.diff_indices:
-        return None
+def plan_case(case: Case, checks: Sequence[Check]) -> None:
+    """Make the case's budget plan (lossctl.budget) once, before its first costly check: the cost
+    of one forward+backward is measured, and every priced check gets its share."""
+    if not case.diff_indices:
+        return
     try:
-        need = passes * case.cost_s()
-    except Exception:  # forward or backward raises: the check reports it in its own row
-        return None
-    left = case.remaining_s()
-    if need <= left:
-        return None
-    return (
-        f"would need ~{passes:g}× forward+backward ≈ {need:.0f} s, over the {max(left, 0.0):.0f} s left "
-        f"of the {case.budget_s:g} s budget; raise --budget"
-    )
+        case.make_plan([check.id for check in checks])
+    except Exception:  # forward or backward raises: the checks report it in their own rows
+        return
+
+
+def over_budget(case: Case, check_id: str) -> str | None:
+    """Why the case's budget plan skips a check before it starts (not even its smallest method
+    fits its share), or None: it runs."""
+    return case.plan.skip_reason(check_id) if case.plan is not None else None
+
+
+def with_allotment(case: Case, result: CheckResult) -> CheckResult:
+    """The result with its share of the budget plan in `data["planned"]` (JSON's view of the plan)."""
+    allotment = case.allotment(result.check)
+    if allotment is None:
+        return result
+    return replace(result, data={**result.data, "planned": allotment.to_dict()})
 
 
 ALLOW_UNVERIFIED_HINT = (
@@ -561,9 +573,14 @@ def unverified_gradients(case: Case, results: Sequence[CheckResult], allow: bool
         r.status is not Status.SKIPPED and r.data.get("gradient_verified", True) for r in gradient_checks
     ):
         return None
-    why = next((r.detail for r in gradient_checks), "")
-    names = ", ".join(r.check for r in gradient_checks)
-    detail = f"no gradient value was verified: {names} skipped ({why})"
+    skipped = [r for r in gradient_checks if r.status is Status.SKIPPED]
+    compared = [r.check for r in gradient_checks if r.status is not Status.SKIPPED]
+    parts = []
+    if skipped:
+        parts.append(f"{', '.join(r.check for r in skipped)} skipped ({skipped[0].detail})")
+    if compared:  # e.g. low_precision against a float32-only Function's own float32 run
+        parts.append(f"{', '.join(compared)} compared no gradient value with an independent truth")
+    detail = f"no gradient value was verified: {'; '.join(parts)}"
     if allow:
         return _result(VERIFIED, Outcome.skipped(f"{detail}; accepted (allow_unverified_gradients)"), 0.0, None)
     return _result(VERIFIED, Outcome.failed(detail, hint=ALLOW_UNVERIFIED_HINT), 0.0, None)

@@ -144,7 +144,8 @@ def test_a_check_that_cannot_fit_what_is_left_skips_saying_so(monkeypatch):
     for check in ("gradcheck", "linearity"):
         assert results[check].status is Status.SKIPPED
         assert re.fullmatch(
-            r"would need ~\d+× forward\+backward ≈ \d+ s, over the 0 s left of the 60 s budget; raise --budget",
+            r"would need ≥ \d+× forward\+backward ≈ [\d.e-]+ s; the plan gives the 0 s available of the 60 s "
+            r"budget to the checks before it \(gradient checks first\); raise --budget",
             results[check].detail,
         ), results[check].detail
     # nothing verified a gradient value: said, never an OK

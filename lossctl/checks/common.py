@@ -345,19 +345,32 @@ _HINTS = {
 }
 
 
-def gradcheck_outcome(case: Case) -> Outcome:
+def jacobian_power(fast: bool, inputs: int, what: str = "Jacobian", symbol: str = "J") -> str:
+    """What gradcheck (or gradgradcheck) detects in this mode, stated as its detail says it."""
+    if not fast:
+        return f"detects any {what} element off by > atol + rtol·|element|"
+    return (
+        f"detects uᵀ{symbol}v off by > atol + rtol·|uᵀ{symbol}v| along one random projection (an error in k of "
+        f"the {inputs} input elements shows diluted to ~√(k/{inputs}) of its size there)"
+    )
+
+
+def gradcheck_outcome(case: Case, check_id: str = "gradcheck", fast: bool | None = None) -> Outcome:
     """gradcheck on float64 copies: PASSED, or FAILED with the worst elements named (what the
-    `gradcheck` check reports, and edge_sizes at each shrunk size)."""
+    `gradcheck` check reports, and edge_sizes at each shrunk size). Slow mode (the full Jacobian)
+    where it is small and the case's budget plan gives `check_id` its full method, else fast mode
+    (`fast`, when given, decides)."""
     values = float64_values(case)
     tol = case.spec.tolerance
-    fast = case.use_fast_mode()
+    fast = case.use_fast_mode(check_id=check_id) if fast is None else fast
     settings = mode_text(fast, tol)
     try:
         case.gradcheck(values, fast=fast, check_grad_dtypes=True)
     except GradcheckError as error:
         return _explain_failure(case, values, str(error), settings)
+    inputs = sum(case.values[i].numel() for i in case.diff_indices)
     return Outcome.passed(
-        f"Jacobian matches ({settings}{promotion_note(case)})",
+        f"Jacobian matches ({settings}{promotion_note(case)}); {jacobian_power(fast, inputs, 'Jacobian')}",
         data={"fast_mode": fast, "eps": tol.eps, "atol": tol.atol, "rtol": tol.rtol},
     )
 

@@ -9,7 +9,7 @@ from torch.autograd.gradcheck import GradcheckError
 
 from lossctl.case import Case, differentiable_outputs
 from lossctl.checks.base import Check, Skip
-from lossctl.checks.common import cutting_line, float64_values, mode_text
+from lossctl.checks.common import cutting_line, float64_values, jacobian_power, mode_text
 from lossctl.loader import describe_exception
 from lossctl.report import Outcome
 
@@ -82,7 +82,7 @@ def check_double_backward(case: Case) -> Outcome:
     if (refused := _probe(case)) is not None:
         return refused
     tol = case.spec.tolerance
-    fast = case.use_fast_mode(max_inputs=SLOW_MODE_MAX_INPUTS)
+    fast = case.use_fast_mode(max_inputs=SLOW_MODE_MAX_INPUTS, check_id="double_backward")
     settings = mode_text(fast, tol)
     try:
         case.gradgradcheck(values, fast=fast)
@@ -97,7 +97,12 @@ def check_double_backward(case: Case) -> Outcome:
         else:
             detail = f"{message.strip().splitlines()[0].rstrip(',')} ({settings})"
         return Outcome.failed(detail, hint=HINT, explain=message, data={"gradgradcheck_message": message[:2000]})
-    return Outcome.passed(f"second derivatives match gradgradcheck ({settings})")
+    inputs = sum(case.values[i].numel() for i in case.diff_indices)
+    power = jacobian_power(fast, inputs, "second-derivative", "H")
+    return Outcome.passed(
+        f"second derivatives match gradgradcheck ({settings}); {power}",
+        data={"fast_mode": fast},
+    )
 
 
 def _describe_mismatch(case: Case, output: int, position: int) -> str:

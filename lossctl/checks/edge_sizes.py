@@ -7,6 +7,7 @@ crash inside torch (a squeeze that dropped the wrong dim), a wrong or a NaN grad
 
 from __future__ import annotations
 
+import time
 import traceback
 
 from lossctl.case import Case, engine_rejection
@@ -37,8 +38,9 @@ def check_edge_sizes(case: Case) -> Outcome:
         reason = "every dim is 1 already" if not excluded else f"the other dims are excluded ({', '.join(excluded)})"
         raise Skip(f"no named dim to shrink to 1: {reason}" if case.point.dims else "the spec names no dims")
     gradcheck = case.runs_in_float64()
-    checked, refused = [], []
-    for dim in dims:
+    checked, refused, fast_mode = [], [], []
+    deadline = time.monotonic() + case.allotted_s("edge_sizes")
+    for k, dim in enumerate(dims):
         shrunk = {**case.point.dims, dim: 1}
         label = f"with {dim}=1"
         try:
@@ -49,7 +51,14 @@ def check_edge_sizes(case: Case) -> Outcome:
                 for name, grad in zip(small.diff_names, grads, strict=True):
                     if grad is not None and (bad := nonfinite_text(f"the gradient of `{name}`", grad)):
                         return Outcome.failed(f"{label}: {bad}", hint=HINT, data={"dim": dim})
-            result = gradcheck_outcome(small) if gradcheck else None
+            result = None
+            if gradcheck:
+                # slow mode (every Jacobian element) where it fits this size's share of the allotment
+                share = (deadline - time.monotonic()) / (len(dims) - k)
+                fast = small.use_fast_mode() or small.slow_jacobian_s() > share
+                result = gradcheck_outcome(small, "edge_sizes", fast=fast)
+            if result is not None and result.data.get("fast_mode"):
+                fast_mode.append(f"{dim}=1")
         except Skip:
             continue
         except Exception as error:
@@ -71,6 +80,14 @@ def check_edge_sizes(case: Case) -> Outcome:
     what = "runs and passes gradcheck" if gradcheck else "runs forward and backward"
     note = f"; left alone: {', '.join(sorted(excluded))}" if excluded else ""
     note += f"; {unsupported}" if unsupported else ""
+    if gradcheck:
+        data["fast_mode"] = fast_mode
+        if not fast_mode:
+            note += "; gradcheck's slow mode: detects any Jacobian element off by > atol + rtol·|element|"
+        else:
+            slow = [c for c in checked if c not in fast_mode]
+            note += f"; gradcheck in fast mode (one random projection of the Jacobian) at {', '.join(fast_mode)}"
+            note += f", slow mode (every element) at {', '.join(slow)}" if slow else ""
     return Outcome.passed(f"{what} with {', '.join(checked)} (each alone){note}", data=data)
 
 

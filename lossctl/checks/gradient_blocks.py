@@ -10,8 +10,8 @@ coordinates include each dim's first and last index. Functions that refuse float
 kernels) get the Taylor-remainder test in their own dtype instead.
 
 The probe counts come from lossctl.probing.plan_probes, given one measured forward, the case's
-forward+backward (CheckContext.cost_s) and a share of what is left of the case's budget
-(CheckContext.remaining_s, --budget); the detail says what was covered and the smallest error it catches.
+forward+backward (CheckContext.cost_s) and the seconds the case's budget plan allots this check
+(CheckContext.allotted_s, --budget); the detail says what was covered and the smallest error it catches.
 """
 
 from __future__ import annotations
@@ -44,14 +44,15 @@ from lossctl.probing import (
 from lossctl.report import Outcome
 
 BUDGET_SHARE = 0.5
-"""The share of the case's remaining budget this check plans for: the checks after it need the rest."""
+"""Without a budget plan (the check called alone), the share of what is left of the case's budget
+it takes: the checks after it need the rest."""
 MAX_RUNS = 4
 """Failing runs of blocks localized by bisection (each costs O(log n) probes)."""
 
 
 def check_gradient_blocks(case: Case) -> Outcome:
     require_differentiable_inputs(case)
-    deadline = time.perf_counter() + max(case.remaining_s(), 0.0) * BUDGET_SHARE
+    deadline = time.perf_counter() + planned_seconds(case)
     if float64_supported(case.device):
         leaves = case.fresh(torch.float64)
         try:
@@ -62,6 +63,14 @@ def check_gradient_blocks(case: Case) -> Outcome:
         del leaves, outputs  # the setup holds what it needs: the first forward's graph is freed now
         return _blockwise(case, setup, deadline)
     return _taylor(case, deadline, f"float64 is not supported on {case.device.type}")
+
+
+def planned_seconds(case: Case) -> float:
+    """Its allotment in the case's budget plan (lossctl.budget: its nominal probes plus a share of
+    the slack, or fewer when the budget is tight), else a share of what is left."""
+    if case.allotment("gradient_blocks") is not None:
+        return case.allotted_s("gradient_blocks")
+    return max(case.remaining_s(), 0.0) * BUDGET_SHARE
 
 
 def _timed(call: Callable[[], tuple[object, ...]]) -> tuple[tuple[object, ...], float]:

@@ -33,6 +33,24 @@ RANDOM_DIRECTIONS = 3
 TOP_ELEMENTS = 8
 RANDOM_ELEMENTS = 8
 NOISE_FACTOR = 10.0
+MIN_RANDOM_DIRECTIONS = 2
+MIN_ELEMENTS = 2
+
+
+def method_for(passes: float | None) -> tuple[int, int, int]:
+    """(random directions, largest elements, random elements) that fit `passes` forward+backward
+    passes of the case (None: the full method). Each measurement is two forwards, priced as one pass
+    each; the float64 vjp is one more. The direction along the gradient is always measured."""
+    full = (RANDOM_DIRECTIONS, TOP_ELEMENTS, RANDOM_ELEMENTS)
+    if passes is None or passes >= 1 + 2 * (1 + sum(full)):
+        return full
+    pairs = int((passes - 1) // 2) - 1 - MIN_RANDOM_DIRECTIONS  # after ĝ and the minimum random ones
+    directions = MIN_RANDOM_DIRECTIONS
+    if pairs >= 2 * (RANDOM_DIRECTIONS - directions) + TOP_ELEMENTS + RANDOM_ELEMENTS:
+        pairs -= RANDOM_DIRECTIONS - directions
+        directions = RANDOM_DIRECTIONS
+    elements = max(MIN_ELEMENTS, min(TOP_ELEMENTS + RANDOM_ELEMENTS, pairs))
+    return directions, (elements + 1) // 2, elements // 2
 
 
 def check_gradient_scaled(case: Case) -> Outcome:
@@ -66,12 +84,16 @@ def check_gradient_scaled(case: Case) -> Outcome:
         return (plus - minus) / (2 * eps), noise
 
     gen = torch.Generator().manual_seed(derive_seed(case.seed, "gradient_scaled"))
+    allotment = case.allotment("gradient_scaled")
+    random_directions, top_elements, random_elements = method_for(
+        allotment.passes if allotment is not None and allotment.reduced else None
+    )
     norm = float(g.norm())
     directions: list[tuple[str, torch.Tensor, float]] = []  # (label, unit direction, analytical value)
     basis = [g / norm] if norm > 0 else []
     if basis:
         directions.append(("along the gradient", basis[0], norm))
-    for _ in range(RANDOM_DIRECTIONS):
+    for _ in range(random_directions):
         d = torch.randn(g.numel(), generator=gen, dtype=torch.float64)
         for b in basis:
             d -= d.dot(b) * b
@@ -97,8 +119,8 @@ def check_gradient_scaled(case: Case) -> Outcome:
         dir_floor = max(dir_floor, noise / scale)
 
     # Elements: the largest analytical ones and a few random ones.
-    top = torch.topk(g.abs(), min(TOP_ELEMENTS, g.numel())).indices
-    rand = torch.randperm(g.numel(), generator=gen)[:RANDOM_ELEMENTS]
+    top = torch.topk(g.abs(), min(top_elements, g.numel())).indices
+    rand = torch.randperm(g.numel(), generator=gen)[:random_elements]
     elements = torch.unique(torch.cat([top, rand]))
     element_scale = float(g.abs().max())
     element_results = []
@@ -125,11 +147,14 @@ def check_gradient_scaled(case: Case) -> Outcome:
         "rms_element_over_gradcheck_atol": rms / tol.atol if tol.atol else math.inf,
     }
     if worst_dir <= allowed and worst_elem <= allowed:
+        reduced = " (reduced to fit the budget plan)" if allotment is not None and allotment.reduced else ""
         return Outcome.passed(
             f"error {max(worst_dir, worst_elem):.1e}·‖∇‖ over {len(measured)} directions and "
-            f"{len(element_results)} elements; detects ≥ {allowed:.0e}·‖∇‖ (an average element "
-            f"is {rms / tol.atol:.2g}× gradcheck's atol)",
-            data=data,
+            f"{len(element_results)} elements{reduced}; detects ≥ {allowed:.0e}·‖∇‖ along ĝ or spread over "
+            f"the gradient (an error in k of the {g.numel()} elements, off ĝ, shows diluted to ~√(k/n) of "
+            f"its size along a random direction) and ≥ {allowed:.0e}·max|g| at each measured element "
+            f"(an average element is {rms / tol.atol:.2g}× gradcheck's atol)",
+            data={**data, "directions": len(measured), "measured_elements": len(element_results)},
         )
     hint = _hint(case, measured, norm, scale, allowed)
     # Name the worst elements, judged relative to the gradient's largest element.

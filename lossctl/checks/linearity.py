@@ -70,7 +70,8 @@ def check_linearity(case: Case) -> Outcome:
                 data={"rel_err": err, "argument": name},
             )
     return Outcome.passed(
-        f"homogeneous and additive in grad_output, max rel err {worst:.1e} ({dtype_name(work_dtype)})",
+        f"homogeneous and additive in grad_output, max rel err {worst:.1e} ({dtype_name(work_dtype)}); "
+        f"detects a non-linearity ≥ {tol:.1e} of the gradient's norm",
         data={"max_rel_err": worst, "tolerance": tol, "scales": list(SCALES)},
     )
 

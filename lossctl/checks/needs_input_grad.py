@@ -53,7 +53,8 @@ def check_needs_input_grad(case: Case) -> Outcome:
                 data={"argument": name, "rel_err": err},
             )
     return Outcome.passed(
-        f"each of {', '.join(case.diff_names)} alone gets the same gradient (max rel err {worst:.1e})",
+        f"each of {', '.join(case.diff_names)} alone gets the same gradient (max rel err {worst:.1e}); "
+        f"detects a change ≥ {sqrt_eps(case.working_dtype):.1e} of the gradient's norm",
         data={"max_rel_err": worst},
     )
 

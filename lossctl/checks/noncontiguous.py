@@ -70,7 +70,8 @@ def check_noncontiguous(case: Case) -> Outcome:
         )
     return Outcome.passed(
         f"same outputs and gradients with non-contiguous {', '.join(changed)} and grad_output "
-        f"(rel err {err:.1e}, {dtype_name(case.working_dtype)})",
+        f"(rel err {err:.1e}, {dtype_name(case.working_dtype)}); detects a difference ≥ {tol:.1e} of the norm "
+        "over every element",
         data={"rel_err": err, "noncontiguous": changed},
     )
 

@@ -145,7 +145,10 @@ def check_stability(case: Case) -> Outcome:
             f"finite with ×{small:.0e} ({kind})"
         )
     else:
-        detail = f"finite outputs and gradients with {names} ×{large:.0e} and ×{small:.0e} ({kind})"
+        detail = (
+            f"finite outputs and gradients with {names} ×{large:.0e} and ×{small:.0e} ({kind}); "
+            "detects any non-finite element at those scales"
+        )
     return Outcome.passed(
         detail,
         data={"large": large, "small": small, "true_overflow": true_overflow},

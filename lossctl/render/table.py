@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from lossctl.budget import plan_line
 from lossctl.render.heatmap import render_heatmap
 from lossctl.report import SETUP, CaseResult, CheckResult, Report, Status
 
@@ -34,6 +35,7 @@ def render(
     for note in dict.fromkeys(notes):  # once each, in order
         parts.append(Text(f"note: {note}", style="dim"))
     parts.extend(details(report, verbose=verbose))
+    parts.extend(Text(line, style="dim") for case in report.cases if (line := plan_line(case)))
     parts.extend(Text(line, style="dim") for case in report.cases if (line := resources_line(case)))
     parts.append(summary(report))
     return Group(*parts)
