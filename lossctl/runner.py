@@ -428,14 +428,24 @@ def _run_case(
                 record(_skipped(check.id, "forward raised (see the forward row)"))
     else:
         rejected: dict[str, str] = {}
-        forward_backward_mb = forward_backward_peak(case, memory)
-        selected = with_scale_checks(case, checks, at_scale)
-        plan_case(case, selected)
-        for check in selected:
+        selected, index, planned = list(checks), 0, False
+        while index < len(selected):
+            check = selected[index]
             _begin(case, check.id, on_start)
+            if not planned and _priced(check.id):
+                # Planning measures a forward+backward: only now, so a backward that raises or hangs
+                # is first met by the cheap checks (backward, raw_backward) that name it best, and
+                # a time limit hit while measuring counts in the check that needed the plan.
+                planned = True
+                selected[index:] = with_scale_checks(case, tuple(selected[index:]), at_scale)
+                forward_backward_mb = forward_backward_peak(case, memory)
+                plan_case(case, selected[index:])
+                if selected[index] is not check:  # an at-scale check sorts before this one
+                    continue
             over = over_budget(case, check.id)
             result = _skipped(check.id, over) if over else _run_measured(memory, case, check.id, check.run, rejected)
             record(with_allotment(case, result))
+            index += 1
         if (unverified := unverified_gradients(case, results, allow_unverified)) is not None:
             record(unverified)
     file, line = case.target.source_location()
@@ -461,6 +471,11 @@ def _begin(case: Case, check_id: str, on_start: OnStart | None) -> None:
     activity.begin_check(now)
     if on_start:
         on_start(CheckStarted(case.id, check_id, case.budget_s, case.started, now))
+
+
+def _priced(check_id: str) -> bool:
+    """A check the budget plan gives a share (its catalogue entry has a cost)."""
+    return check_id in CHECK_IDS and catalogue_info(check_id).cost is not None
 
 
 def with_scale_checks(case: Case, checks: tuple[Check, ...], at_scale: tuple[Check, ...]) -> tuple[Check, ...]:
