@@ -446,6 +446,8 @@ def _run_case(
             result = _skipped(check.id, over) if over else _run_measured(memory, case, check.id, check.run, rejected)
             record(with_allotment(case, result))
             index += 1
+        if not planned:  # only cheap checks ran: the memory unit is still worth its one pass
+            forward_backward_mb = forward_backward_peak(case, memory)
         if (unverified := unverified_gradients(case, results, allow_unverified)) is not None:
             record(unverified)
     file, line = case.target.source_location()
