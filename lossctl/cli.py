@@ -657,8 +657,10 @@ def _run_check(command: CheckCommand) -> ExitCode:
     ) -> Report:
         if not jobs:  # only invalid specs, or nothing changed
             return Report(cases=(), environment=environment_without_torch(settings.device))
+        from lossctl.memory import claim_process
         from lossctl.runner import run_checks
 
+        claim_process()  # the process is lossctl's: per-check peaks may reset its peak-RSS mark
         return run_checks(jobs, options, on_result, on_start)
 
     if plan.stdout is Format.TABLE and err.is_terminal:

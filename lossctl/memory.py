@@ -41,9 +41,25 @@ def high_water_mb() -> float | None:
     return _status_mb("VmHWM")
 
 
+OWNS_PROCESS = False
+"""Set by the `lossctl` commands and by worker processes: the process is lossctl's, so resetting
+its peak-RSS mark per check is fine. Resetting also lowers the ru_maxrss that the process's parent
+(wait4, /usr/bin/time) and the process itself later read, so lossctl never does it inside a
+process it was only called from (the Python API, the pytest plugin): there the case's peak is the
+process's so far, and says so."""
+
+
+def claim_process() -> None:
+    """This process runs lossctl and nothing else of the user's: per-case peaks may reset the mark."""
+    global OWNS_PROCESS
+    OWNS_PROCESS = True
+
+
 def reset_high_water() -> bool:
     """Reset the kernel's peak-RSS mark to the current RSS (Linux ≥ 4.0: `5` to clear_refs);
-    False where that is not possible."""
+    False where that is not possible, or not lossctl's to do (OWNS_PROCESS)."""
+    if not OWNS_PROCESS:
+        return False
     try:
         with open(_CLEAR_REFS, "w", encoding="ascii") as handle:
             handle.write("5")
@@ -74,18 +90,22 @@ def release_freed(collect: bool = False) -> None:
 
 
 _LIBC: Any = None
+"""glibc once found; False once it was not (find_library starts subprocesses: ~25 ms a try)."""
 
 
 def _libc() -> Any:
     global _LIBC
     if _LIBC is None:
-        import ctypes
-        import ctypes.util
+        _LIBC = False
+        if sys.platform.startswith("linux"):
+            import ctypes
+            import ctypes.util
 
-        name = ctypes.util.find_library("c")
-        if not name or not sys.platform.startswith("linux"):
-            raise OSError("no glibc")
-        _LIBC = ctypes.CDLL(name)
+            with contextlib.suppress(OSError):
+                name = ctypes.util.find_library("c")
+                _LIBC = ctypes.CDLL(name) if name else False
+    if _LIBC is False:
+        raise OSError("no glibc")
     return _LIBC
 
 
@@ -194,7 +214,7 @@ class CaseMemory:
         above = self.peak_above_baseline_mb()
         if above is not None:
             out["peak_above_baseline_mb"] = above
-            if inputs_mb > 0:
+            if inputs_bytes >= LARGE_CASE_BYTES:  # below, RSS's granularity swamps the ratio
                 out["peak_x_inputs"] = above / inputs_mb
         if forward_backward_mb is not None:
             out["forward_backward_peak_mb"] = forward_backward_mb

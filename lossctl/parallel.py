@@ -97,6 +97,9 @@ def _worker_main(
 
     die_with_parent(parent_pid)
     activity.use(slots, where)
+    from lossctl.memory import claim_process
+
+    claim_process()  # a worker is lossctl's own process
 
     import torch
 

@@ -156,7 +156,7 @@ def test_a_slow_function_adapts_to_a_small_budget_and_still_catches_the_bug(run_
     assert "fast mode" in checks["gradcheck"]["detail"] and "diluted to ~√(k/60)" in checks["gradcheck"]["detail"]
     assert "(reduced to fit the budget plan); detects ≥ 1e-03·‖∇‖" in checks["gradient_scaled"]["detail"]
     low = checks["low_precision"]
-    assert low["status"] == "passed" and "skipped float16, bfloat16: the budget plan gives this check" in low["detail"]
+    assert low["status"] == "passed" and "skipped bfloat16, float32: the budget plan gives this check" in low["detail"]
     assert "detects a non-linearity ≥ 1.5e-08" in checks["linearity"]["detail"]
     assert all(r["status"] != "skipped" for r in checks.values()), checks
     assert resources["planned_s"] <= 1.6 and resources["checks_s"] < 3.2
@@ -203,10 +203,23 @@ class Float32OnlyNaiveVariance(Float32OnlyVariance):
         return x.square().mean() - x.mean().square()
 
 
+class AssertFloat32Variance(Float32OnlyVariance):
+    """A Triton-style wrapper: `assert x.dtype == torch.float32`, so float16 and bfloat16 are refused
+    with an AssertionError too (low_precision must say so, not raise)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        assert x.dtype == torch.float32, f"kernel is float32-only, got {x.dtype}"
+        centred = x - x.mean()
+        ctx.save_for_backward(centred)
+        return centred.square().mean()
+
+
 @pytest.mark.parametrize(
     ("function", "mean", "status"),
     [
         ("lossctl.examples.scale.Float32OnlyCrossEntropy", None, Status.PASSED),
+        ("tests.test_budget_plan.AssertFloat32Variance", 0.0, Status.SKIPPED),
         ("tests.test_budget_plan.Float32OnlyVariance", 300.0, Status.PASSED),
         ("tests.test_budget_plan.Float32OnlyNaiveVariance", 300.0, Status.FAILED),
     ],
@@ -227,7 +240,9 @@ def test_low_precision_compares_a_float32_only_function_with_its_own_float32_run
     (case,) = run_checks([Job(spec)], RunOptions(device="cpu", checks=("low_precision",))).cases
     (row,) = [r for r in case.checks if r.check == "low_precision"]
     assert row.status is status, row.detail
-    if status is Status.PASSED:
+    if status is Status.SKIPPED:
+        assert "the Function refuses it (AssertionError: kernel is float32-only" in row.detail, row.detail
+    elif status is Status.PASSED:
         assert "against its own float32 run (cannot run in float64)" in row.detail
         assert row.detail.startswith("float16 ") and "bfloat16 " in row.detail
         assert row.data["reference"] == "float32" and row.data["gradient_verified"] is False

@@ -4,7 +4,10 @@ in JSON and -v, and checks that hold no more than a few copies of the inputs."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import jsonschema
 import pytest
@@ -20,9 +23,16 @@ from lossctl.target import classify
 
 MB = 2**20
 per_case = pytest.mark.skipif(
-    memory.high_water_mb() is None or not memory.reset_high_water(),
+    memory.high_water_mb() is None or not os.access("/proc/self/clear_refs", os.W_OK),
     reason="needs Linux's resettable VmHWM (/proc/self/clear_refs)",
 )
+
+
+@pytest.fixture(autouse=True)
+def _lossctl_owns_the_process(monkeypatch):
+    """As in `lossctl check` and its workers (the CLI tests claim it themselves; direct uses of
+    CaseMemory here need it too)."""
+    monkeypatch.setattr(memory, "OWNS_PROCESS", True)
 
 
 def mse_spec(n: object) -> str:
@@ -61,7 +71,8 @@ def test_each_case_reports_its_own_peak_not_the_process_s(run_cli, tmp_path):
         assert resources["peak_above_baseline_mb"] == pytest.approx(
             resources["peak_rss_mb"] - resources["baseline_rss_mb"]
         )
-        assert resources["peak_x_inputs"] == pytest.approx(resources["peak_above_baseline_mb"] / resources["inputs_mb"])
+    assert big["peak_x_inputs"] == pytest.approx(big["peak_above_baseline_mb"] / big["inputs_mb"])
+    assert "peak_x_inputs" not in small  # 0.15 MB of inputs: the ratio would be RSS granularity
     # one forward+backward's own peak: measured for the large case only
     assert 0 < big["forward_backward_peak_mb"] < big["peak_above_baseline_mb"] + 1
     ratio = big["peak_above_baseline_mb"] / big["forward_backward_peak_mb"]
@@ -87,6 +98,21 @@ def test_where_the_peak_cannot_be_reset_the_process_s_peak_is_given_and_said(run
     assert "peak_above_baseline_mb" not in case["resources"]
     assert all(check["peak_mb"] is None for check in case["checks"])
     assert "(the process's so far: earlier cases included)" in stdout
+
+
+def test_the_python_api_never_resets_its_caller_s_peak(tmp_path):
+    """Resetting VmHWM lowers the ru_maxrss a process and its parent later read: lossctl does it only
+    in processes that are its own (the CLI, its workers), never inside a caller's (API, plugin)."""
+    probe = (
+        "import resource, lossctl, torch\n"
+        "x = torch.ones(60 * 2**20 // 8, dtype=torch.float64); del x  # a 60 MB peak before lossctl runs\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        f"report = lossctl.check(spec={mse_spec(300)!r}, checks=['forward'])\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(report.cases[0].resources['peak_rss_per_case'], after >= before)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["0.0", "True"], done.stderr[-2000:]
 
 
 @per_case

@@ -71,7 +71,7 @@ def memory_text(case: CaseResult) -> str | None:
     above = r.get("peak_above_baseline_mb")
     if above is not None:
         multiples = []
-        if r.get("inputs_mb"):
+        if "peak_x_inputs" in r:  # large cases only: a toy case's ratio is RSS granularity
             multiples.append(f"{r['peak_x_inputs']:.1f}× the inputs ({fmt_mb(r['inputs_mb'])})")
         if (unit := r.get("forward_backward_peak_mb")) is not None and "peak_x_forward_backward" in r:
             multiples.append(f"{r['peak_x_forward_backward']:.1f}× one forward+backward's +{fmt_mb(unit)}")
