@@ -90,6 +90,8 @@ class Allotment:
     method: str
     minimum: float
     nominal: float
+    spare_s: float = 0.0
+    """Of `seconds`, what comes from the plan's slack (a check that grows into it), beyond `passes`."""
 
     @property
     def reduced(self) -> bool:
@@ -108,6 +110,7 @@ class Allotment:
             "method": self.method,
             "min_passes": self.minimum,
             "nominal_passes": self.nominal,
+            "spare_s": round(self.spare_s, 3),
         }
 
 
@@ -170,7 +173,7 @@ def seconds_text(seconds: float) -> str:
 
 def plan_line(case: CaseResult) -> str | None:
     """The -v line of a case's plan, rebuilt from its checks' `data["planned"]`."""
-    parts, passes, seconds = [], 0.0, 0.0
+    parts, passes, seconds, spare, growing = [], 0.0, 0.0, 0.0, []
     for result in case.checks:
         planned = result.data.get("planned") if isinstance(result.data, dict) else None
         if not planned:
@@ -181,10 +184,17 @@ def plan_line(case: CaseResult) -> str | None:
         note = " (reduced)" if planned["method"] == REDUCED else ""
         parts.append(f"{result.check} {planned['passes']:.0f}×{note}")
         passes += planned["passes"]
-        seconds += planned["seconds"]
+        extra = planned.get("spare_s", 0.0)
+        seconds += planned["seconds"] - extra
+        if extra > 0:
+            spare += extra
+            growing.append(result.check)
     if not parts:
         return None
-    return f"{case.case}: plan: {', '.join(parts)} = {passes:.0f}× ≈ {seconds_text(seconds)}"
+    line = f"{case.case}: plan: {', '.join(parts)} = {passes:.0f}× ≈ {seconds_text(seconds)}"
+    if spare > 0:
+        line += f" (+ {seconds_text(spare)} of spare budget to {', '.join(growing)}, to cover more)"
+    return line
 
 
 def plan_budget(
@@ -202,7 +212,7 @@ def plan_budget(
     if nominal <= available:
         slack = available - nominal
         allotments = tuple(
-            Allotment(c, m.nominal, m.nominal * unit + slack * m.grows, NOMINAL, m.minimum, m.nominal)
+            Allotment(c, m.nominal, m.nominal * unit + slack * m.grows, NOMINAL, m.minimum, m.nominal, slack * m.grows)
             for c, m, _ in models
         )
         return BudgetPlan(unit, budget_s, available, allotments)

@@ -4,6 +4,7 @@ which checks run user code (forward, vjp, gradcheck, dtype variants), with probe
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import sys
 import time
@@ -207,10 +208,31 @@ class CheckContext:
             from lossctl.catalogue import cost_models  # the catalogue imports nothing of torch
 
             models = cost_models([c for c in check_ids if self._may_apply(c)], self.sizes())
+            unit = max(self.cost_s(), self._float64_cost_s())
             left = self.remaining_s()
             available = left - RESERVE_SHARE * max(left, 0.0)
-            self.plan = plan_budget(models, self.cost_s(), available, self.budget_s)
+            self.plan = plan_budget(models, unit, available, self.budget_s)
         return self.plan
+
+    def _float64_cost_s(self) -> float:
+        """One forward+backward on float64 copies (the faster of two), when the case's own dtype is
+        not float64: gradcheck, gradient_scaled, gradient_blocks and low_precision's reference run
+        in float64, which can be many times slower (a GPU's float64 units, a float32-tuned
+        kernel). 0.0 when the case is float64 already or cannot run it (the plan then prices in
+        the case's dtype)."""
+        floating = [v for v in self.values if isinstance(v, torch.Tensor) and v.is_floating_point()]
+        if all(v.dtype == torch.float64 for v in floating) or self.float64_error() is not None:
+            return 0.0
+        best = math.inf
+        for _ in range(2):
+            start = clock(self.device)
+            values = self.fresh(torch.float64)
+            outputs = differentiable_outputs(self.call(values, torch.float64))
+            if outputs and self.diff_indices:
+                self.backward(outputs, values, self.random_cotangents(outputs, "cost"))
+            best = min(best, clock(self.device) - start)
+            del values, outputs
+        return best
 
     def _may_apply(self, check_id: str) -> bool:
         """False for a check that will skip at once here, so the plan gives it nothing."""
@@ -227,7 +249,9 @@ class CheckContext:
     def allotted_s(self, check_id: str) -> float:
         """Seconds the plan gives this check (what is left of the budget when it has no plan entry)."""
         allotment = self.allotment(check_id)
-        return allotment.seconds if allotment is not None else max(self.remaining_s(), 0.0)
+        left = max(self.remaining_s(), 0.0)
+        # never more than is left: a check before it may have overrun its own share
+        return min(allotment.seconds, left) if allotment is not None else left
 
     def allotted_share(self, check_id: str) -> float:
         """Where the plan puts this check between its smallest method (0) and its full one (1)."""

@@ -11,6 +11,7 @@ import torch
 
 from lossctl import activity
 from lossctl.activity import CheckStarted
+from lossctl.budget import seconds_text
 from lossctl.case import NO_OUTPUT_HINT, Case, NoDifferentiableOutput, engine_rejection
 from lossctl.catalogue import CHECK_IDS
 from lossctl.catalogue import info as catalogue_info
@@ -559,9 +560,25 @@ def plan_case(case: Case, checks: Sequence[Check]) -> None:
 
 
 def over_budget(case: Case, check_id: str) -> str | None:
-    """Why the case's budget plan skips a check before it starts (not even its smallest method
-    fits its share), or None: it runs."""
-    return case.plan.skip_reason(check_id) if case.plan is not None else None
+    """Why a check is skipped before it starts: the case's budget plan gives it nothing (not even
+    its smallest method fits its share), or the checks before it overran their shares and what is
+    left of the budget no longer holds its smallest method. None: it runs."""
+    if case.plan is None:
+        return None
+    if (reason := case.plan.skip_reason(check_id)) is not None:
+        return reason
+    allotment = case.allotment(check_id)
+    if allotment is None:
+        return None
+    need = allotment.minimum * case.plan.unit_s
+    left = case.remaining_s()
+    if need <= left:
+        return None
+    return (
+        f"would need ≥ {allotment.minimum:g}× forward+backward ≈ {seconds_text(need)}, over the "
+        f"{seconds_text(max(left, 0.0))} left of the {case.budget_s:g} s budget (the checks before it took longer "
+        "than the plan gave them); raise --budget"
+    )
 
 
 def with_allotment(case: Case, result: CheckResult) -> CheckResult:
