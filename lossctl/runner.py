@@ -430,19 +430,23 @@ def _run_case(
     else:
         rejected: dict[str, str] = {}
         selected, index, planned = list(checks), 0, False
-        while index < len(selected):
-            check = selected[index]
-            _begin(case, check.id, on_start)
-            if not planned and _priced(check.id):
-                # Planning measures a forward+backward: only now, so a backward that raises or hangs
-                # is first met by the cheap checks (backward, raw_backward) that name it best, and
-                # a time limit hit while measuring counts in the check that needed the plan.
+        order = {check_id: position for position, check_id in enumerate(CHECK_IDS)}
+        first_scale = min((order[c.id] for c in at_scale), default=len(order))
+        while index < len(selected) or (not planned and at_scale):
+            check = selected[index] if index < len(selected) else None
+            if check is not None:
+                _begin(case, check.id, on_start)
+            # Planning measures a forward+backward: only at the first check that needs the plan
+            # (priced, or where an at-scale check would run), so a backward that raises or hangs is
+            # first met by the cheap checks (backward, raw_backward) that name it best, and a time
+            # limit hit while measuring counts in the check that needed the plan.
+            if not planned and (check is None or _priced(check.id) or order.get(check.id, -1) > first_scale):
                 planned = True
                 selected[index:] = with_scale_checks(case, tuple(selected[index:]), at_scale)
                 forward_backward_mb = forward_backward_peak(case, memory)
                 plan_case(case, selected[index:])
-                if selected[index] is not check:  # an at-scale check sorts before this one
-                    continue
+                continue  # an at-scale check may sort before this one
+            assert check is not None  # planned: the loop only runs on while checks remain
             over = over_budget(case, check.id)
             result = _skipped(check.id, over) if over else _run_measured(memory, case, check.id, check.run, rejected)
             record(with_allotment(case, result))
@@ -482,13 +486,15 @@ def _priced(check_id: str) -> bool:
 
 
 def with_scale_checks(case: Case, checks: tuple[Check, ...], at_scale: tuple[Check, ...]) -> tuple[Check, ...]:
-    """`checks`, plus the `at_scale` ones (in catalogue order) when the case is large: its full
-    Jacobian would not fit its budget, so gradcheck's fast mode (one random direction) and
-    gradient_scaled's few directions are all that would verify its gradient."""
+    """`checks`, plus the `at_scale` ones (in catalogue order) when gradcheck's full Jacobian would
+    not fit the case's budget (a large case, or a slow one), so gradcheck's fast mode (one random
+    direction) and gradient_scaled's few directions are all that would verify its gradient."""
     if not at_scale or not case.diff_indices:
         return checks
     try:
-        large = case.full_jacobian_over_budget()
+        # large, or slow: at a few hundred elements, a forward that takes 0.2 s puts gradcheck's
+        # full Jacobian out of reach just the same (its fast mode dilutes a one-row error)
+        large = case.slow_jacobian_over_budget()
     except Exception:  # forward or backward raises: the checks say so in their own rows
         return checks
     if not large:

@@ -306,3 +306,40 @@ def test_the_plan_prices_float64_checks_in_float64_passes_and_keeps_the_budget(r
     planned = next(c for c in case["checks"] if c["check"] == "gradcheck")["data"]["planned"]
     assert planned["seconds"] / planned["passes"] >= 0.02  # the unit: a float64 pass
     assert resources["planned_s"] <= 4
+
+
+class SlowMSELastRowZero(Function):
+    """The slow MSE whose backward leaves the last row's gradient at zero."""
+
+    @staticmethod
+    def forward(ctx: Any, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        from lossctl.examples import slow
+
+        time.sleep(slow.FORWARD_SECONDS)
+        diff = input - target
+        ctx.save_for_backward(diff)
+        return diff.square().mean()
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        (diff,) = ctx.saved_tensors
+        grad = g * 2 * diff / diff.numel()
+        grad[-1] = 0
+        return grad, -grad
+
+
+def test_a_slow_small_case_gets_gradient_blocks_too(run_cli, tmp_path, slow_forward):
+    """At 60 elements a 20 ms forward already puts gradcheck's full Jacobian (123 passes) out of a
+    1.6 s budget: gradient_blocks joins as on a large case (here the only gradient check left:
+    gradcheck's own failure diagnosis would spend the small budget first), and names the row."""
+    spec = tmp_path / "rowzero.yaml"
+    spec.write_text(SLOW.replace("lossctl.examples.slow.{fn}", "tests.test_budget_plan.SlowMSELastRowZero").format())
+    out = tmp_path / "r.json"
+    from lossctl.catalogue import CATALOGUE
+
+    skip = ",".join(c.id for c in CATALOGUE if c.default and c.id not in ("forward", "backward"))
+    result = run_cli("check", str(spec), "--skip", skip, "--budget", "1.6", "-f", "json", "-o", str(out))
+    assert result.exit_code == 1, result.output
+    (case,) = json.loads(out.read_text())["cases"]
+    blocks = next(c for c in case["checks"] if c["check"] == "gradient_blocks")
+    assert blocks["status"] == "failed" and "row 19 of N=20 (the last one)" in blocks["detail"], blocks["detail"]
