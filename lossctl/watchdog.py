@@ -99,6 +99,12 @@ def _verdict(check: str, seen: Activity, where: Where | None, now: float, in_che
             "— raise --timeout to tell"
         )
     took = f"returned in {_span(pace)}" if calls == 1 else f"{_span(pace)} each"
+    if where.phase != "forward":
+        # only forward calls are timed: how long a backward (or a native call) should take is unknown
+        return (
+            f"{stuck}, after {so_far} (forward {took}): the Function hangs there, or that call takes "
+            "longer than that — raise --timeout to tell"
+        )
     return f"{stuck}, after {so_far} ({took}): the Function hangs there"
 
 
