@@ -240,6 +240,17 @@ class CheckContext:
             return bool(self.spec.reference)
         if check_id in ("needs_input_grad", "aliased_args"):
             return len(self.diff_indices) > 1
+        if check_id == "edge_sizes":
+            return bool(self.point.dims)
+        if check_id in ("forward_ad", "vmap"):
+            if not self.target.is_function:
+                return False
+            # the checks' own tests, imported here: lossctl.checks imports this module
+            from lossctl.checks.forward_ad import defines_jvp
+            from lossctl.checks.vmap import supports_vmap
+
+            applies = defines_jvp if check_id == "forward_ad" else supports_vmap
+            return applies(self.target.obj)
         return True
 
     def allotment(self, check_id: str) -> Allotment | None:
