@@ -15,6 +15,7 @@ from torch.autograd import Function
 from lossctl.budget import CostModel, Sizes, cost_model, plan_budget, plan_line
 from lossctl.catalogue import cost_models
 from lossctl.checks.gradient_scaled import method_for
+from lossctl.examples.slow import SlowMeanSquaredError
 from lossctl.report import CaseResult, CheckResult, Status
 
 GRADCHECK = ("gradcheck", CostModel(100, 12, discrete=True), True)
@@ -308,17 +309,8 @@ def test_the_plan_prices_float64_checks_in_float64_passes_and_keeps_the_budget(r
     assert resources["planned_s"] <= 4
 
 
-class SlowMSELastRowZero(Function):
+class SlowMSELastRowZero(SlowMeanSquaredError):
     """The slow MSE whose backward leaves the last row's gradient at zero."""
-
-    @staticmethod
-    def forward(ctx: Any, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        from lossctl.examples import slow
-
-        time.sleep(slow.FORWARD_SECONDS)
-        diff = input - target
-        ctx.save_for_backward(diff)
-        return diff.square().mean()
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
