@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 from torch.autograd import Function
+from torch.autograd.function import once_differentiable
 
 from lossctl.budget import CostModel, Sizes, cost_model, plan_budget, plan_line
 from lossctl.catalogue import cost_models
@@ -286,6 +287,7 @@ class Slow64MSE(Function):
         return d.square().mean()
 
     @staticmethod
+    @once_differentiable  # `d` was computed in forward, off the graph: double backward must refuse
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         (d,) = ctx.saved_tensors
         grad = g * 2 * d / d.numel()
@@ -335,3 +337,62 @@ def test_a_slow_small_case_gets_gradient_blocks_too(run_cli, tmp_path, slow_forw
     (case,) = json.loads(out.read_text())["cases"]
     blocks = next(c for c in case["checks"] if c["check"] == "gradient_blocks")
     assert blocks["status"] == "failed" and "row 19 of N=20 (the last one)" in blocks["detail"], blocks["detail"]
+
+
+class OffGraphMSE(Function):
+    """First-order right; backward uses `d` saved from forward (off the graph) with no
+    @once_differentiable, so double backward silently drops the 2/n second-order term."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        d = x - t
+        ctx.save_for_backward(d)
+        return d.square().mean()
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        (d,) = ctx.saved_tensors
+        grad = g * 2 * d / d.numel()
+        return grad, -grad
+
+
+class DifferentiableMSE(OffGraphMSE):
+    """The same, with backward recomputing `x − t` from the saved inputs: double backward is right."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, t)
+        return (x - t).square().mean()
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, t = ctx.saved_tensors
+        grad = g * 2 * (x - t) / x.numel()
+        return grad, -grad
+
+
+@pytest.mark.parametrize(("function", "status"), [("OffGraphMSE", Status.FAILED), ("DifferentiableMSE", Status.PASSED)])
+def test_double_backward_at_scale_also_checks_every_element_at_a_toy_size(function, status):
+    """At 20,000 elements gradgradcheck's one random projection dilutes a dropped 2/n term far below
+    its atol (fast mode passes OffGraphMSE); the same Function shrunk to N=4, C=4 is checked element
+    by element, and the bug, which does not depend on the size, shows there."""
+    from lossctl.runner import RunOptions, run_checks
+    from lossctl.spec import load_specs
+    from lossctl.suite import Job
+
+    (spec,) = load_specs(
+        f"function: tests.test_budget_plan.{function}\ndims: {{N: 2000, C: 10}}\n"
+        "args: {x: {shape: [N, C]}, t: {shape: [N, C], requires_grad: false}}\n",
+        source="t.yaml",
+    )
+    (case,) = run_checks([Job(spec)], RunOptions(device="cpu", checks=("double_backward",))).cases
+    (row,) = [r for r in case.checks if r.check == "double_backward"]
+    assert row.status is status, row.detail
+    if status is Status.FAILED:
+        assert (
+            "second derivatives are wrong" in row.detail and "at N=4,C=4; fast mode passed at full size" in row.detail
+        )
+    else:
+        assert (
+            "fast mode" in row.detail and "and every element (slow mode) with the case shrunk to N=4,C=4" in row.detail
+        )
