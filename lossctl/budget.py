@@ -16,6 +16,8 @@ SLOW_MODE_MAX_INPUTS = 2048
 """Up to this many input elements (and SLOW_MODE_MAX_OUTPUTS output elements), gradcheck may build
 the full Jacobian (slow mode)."""
 SLOW_MODE_MAX_OUTPUTS = 256
+MIN_EDGE_PASSES = 0.5
+"""edge_sizes' floor in the case's passes, however cheap its shrunk cases measured."""
 GRADGRAD_SLOW_MAX_INPUTS = 32
 """gradgradcheck's slow mode differentiates backward once per input and grad_output element."""
 
@@ -46,6 +48,10 @@ class Sizes:
     inputs: int
     outputs: int
     shrunk_inputs: tuple[int, ...] = ()
+    shrunk_cost: tuple[float, ...] = ()
+    """For each shrunk case, its measured forward+backward over the case's own: edge_sizes' passes
+    are of these tiny cases (a size-bound kernel: ~0; a slow launch-bound one: ~1). Empty: not
+    measured, priced as full passes."""
 
 
 def slow_mode_passes(inputs: int, outputs: int) -> float:
@@ -73,7 +79,8 @@ def cost_model(
     if check_id == "double_backward" and sizes.inputs <= GRADGRAD_SLOW_MAX_INPUTS:
         return CostModel(max(cost, 4.0 * (sizes.inputs + sizes.outputs) + 2), minimum, discrete=True)
     if check_id == "edge_sizes":  # fast mode at each size; slow mode where its slack share pays for it
-        per_dim = max(len(sizes.shrunk_inputs), 1) * (3 + cost)
+        ratios = sizes.shrunk_cost or (1.0,) * max(len(sizes.shrunk_inputs), 1)
+        per_dim = max(sum(ratios) * (3 + cost), MIN_EDGE_PASSES)
         return CostModel(per_dim, per_dim, grows)
     return CostModel(cost, minimum, grows)
 

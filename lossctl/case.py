@@ -31,6 +31,10 @@ from lossctl.settings import DEFAULT_BUDGET_S
 from lossctl.spec import CasePoint, Spec
 from lossctl.target import Target
 
+MEASURE_SHRUNK_ABOVE_S = 0.05
+"""A case whose forward+backward takes at least this long has its edge_sizes cases timed for the
+plan (below, the plan fits whatever their price, and toy sizes run no extra pass)."""
+
 
 class Float64Unsupported(Exception):
     """The Function cannot run on float64 copies of its inputs (the message says why)."""
@@ -200,7 +204,26 @@ class CheckContext:
             for size in self.point.dims.values()
             if size > 1
         )
-        return Sizes(inputs=inputs, outputs=self._output_elements, shrunk_inputs=shrunk)
+        return Sizes(
+            inputs=inputs, outputs=self._output_elements, shrunk_inputs=shrunk, shrunk_cost=self._shrunk_cost()
+        )
+
+    def _shrunk_cost(self) -> tuple[float, ...]:
+        """Each edge_sizes case's forward+backward (its dim at 1) over this case's: measured, since
+        a kernel's time can follow its size or not at all. Empty at toy size (the plan fits)."""
+        unit = self.cost_s()
+        if unit < MEASURE_SHRUNK_ABOVE_S:
+            return ()
+        ratios = []
+        for dim, size in self.point.dims.items():
+            if size <= 1:
+                continue
+            try:
+                small = self.with_dims({**self.point.dims, dim: 1})
+                ratios.append(min(small.cost_s() / unit, 1.0))
+            except Exception:  # refused at size 1: edge_sizes finds that out at once
+                ratios.append(0.0)
+        return tuple(ratios)
 
     def make_plan(self, check_ids: Sequence[str]) -> BudgetPlan:
         """Plan the budget for these checks (once: a later call returns the plan made)."""

@@ -14,6 +14,7 @@ from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
 from lossctl.budget import CostModel, Sizes, cost_model, plan_budget, plan_line
+from lossctl.case import Case
 from lossctl.catalogue import cost_models
 from lossctl.checks.gradient_scaled import method_for
 from lossctl.examples.slow import SlowMeanSquaredError
@@ -396,3 +397,29 @@ def test_double_backward_at_scale_also_checks_every_element_at_a_toy_size(functi
         assert (
             "fast mode" in row.detail and "and every element (slow mode) with the case shrunk to N=4,C=4" in row.detail
         )
+
+
+@pytest.mark.parametrize(("function", "status"), [("OffGraphMSE", Status.FAILED), ("DifferentiableMSE", Status.PASSED)])
+def test_double_backward_under_its_fast_mode_price_checks_the_toy_size_alone(function, status):
+    """When the plan gives double_backward less than gradgradcheck's fast mode on the full case
+    costs (a large, slow case), the whole check runs on the case shrunk to a toy size, and says
+    what that leaves out."""
+    from lossctl.checks.double_backward import _shrunk_only
+    from lossctl.loader import load_object
+    from lossctl.spec import load_specs, sweep
+    from lossctl.target import classify
+
+    ref = f"tests.test_budget_plan.{function}"
+    (spec,) = load_specs(
+        f"function: {ref}\ndims: {{N: 2000, C: 10}}\nargs: {{x: {{shape: [N, C]}}, t: {{shape: [N, C]}}}}\n",
+        source="t.yaml",
+    )
+    target = classify(load_object(ref)[0], ref)
+    case = Case.build("c", spec, sweep(spec)[0], target, torch.device("cpu"), 0)
+    outcome = _shrunk_only(case, time.monotonic() + 30, passes=3, nominal=12)
+    assert outcome.status is status, outcome.detail
+    if status is Status.FAILED:
+        assert "second derivatives are wrong" in outcome.detail and "at N=4,C=4" in outcome.detail
+    else:
+        assert outcome.detail.startswith("second derivatives match gradgradcheck in slow mode (every element)")
+        assert "the full case's fast mode (12× forward+backward) did not fit the budget plan's 3×" in outcome.detail
