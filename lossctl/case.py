@@ -179,19 +179,24 @@ class CheckContext:
         """Seconds one forward+backward of this case takes (measured once, on first ask): what a
         check's plan is priced in."""
         if self._cost_s is None:
-            # the faster of two: a first call also pays one-time costs (allocation, lazy init)
-            # that would overprice every check of the plan
-            for _ in range(2):
-                start = clock(self.device)
-                values = self.fresh()
-                outputs = differentiable_outputs(self.call(values))
-                if outputs and self.diff_indices:
-                    self.backward(outputs, values, self.random_cotangents(outputs, "cost"))
-                took = clock(self.device) - start
-                self._cost_s = took if self._cost_s is None else min(self._cost_s, took)
-                self._output_elements = sum(o.numel() for o in outputs)
-                del values, outputs
+            self._cost_s = self._timed_pass(None)
         return self._cost_s
+
+    def _timed_pass(self, dtype: torch.dtype | None) -> float:
+        """One forward+backward in `dtype` (None: the case's own), in seconds: the faster of two, as
+        a first call also pays one-time costs (allocation, lazy init) that would overprice every
+        check of the plan. Records the differentiable output elements."""
+        best = math.inf
+        for _ in range(2):
+            start = clock(self.device)
+            values = self.fresh(dtype)
+            outputs = differentiable_outputs(self.call(values, dtype))
+            if outputs and self.diff_indices:
+                self.backward(outputs, values, self.random_cotangents(outputs, "cost"))
+            best = min(best, clock(self.device) - start)
+            self._output_elements = sum(o.numel() for o in outputs)
+            del values, outputs
+        return best
 
     def sizes(self) -> Sizes:
         """What the checks' cost models need: input and output elements, and the input elements
@@ -246,16 +251,7 @@ class CheckContext:
         floating = [v for v in self.values if isinstance(v, torch.Tensor) and v.is_floating_point()]
         if all(v.dtype == torch.float64 for v in floating) or self.float64_error() is not None:
             return 0.0
-        best = math.inf
-        for _ in range(2):
-            start = clock(self.device)
-            values = self.fresh(torch.float64)
-            outputs = differentiable_outputs(self.call(values, torch.float64))
-            if outputs and self.diff_indices:
-                self.backward(outputs, values, self.random_cotangents(outputs, "cost"))
-            best = min(best, clock(self.device) - start)
-            del values, outputs
-        return best
+        return self._timed_pass(torch.float64)
 
     def _may_apply(self, check_id: str) -> bool:
         """False for a check that will skip at once here, so the plan gives it nothing."""
