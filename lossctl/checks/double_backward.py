@@ -8,7 +8,7 @@ import time
 import torch
 from torch.autograd.gradcheck import GradcheckError
 
-from lossctl.budget import slow_mode_passes
+from lossctl.budget import GRADGRAD_SLOW_MAX_INPUTS, slow_mode_passes
 from lossctl.case import Case, differentiable_outputs
 from lossctl.checks.base import Check, Skip
 from lossctl.checks.common import cutting_line, float64_values, jacobian_power, mode_text
@@ -24,8 +24,6 @@ HINT = (
     "mark backward @once_differentiable if double backward is not supported; otherwise write "
     "backward with differentiable ops on saved tensors (no .detach(), no torch.no_grad())"
 )
-SLOW_MODE_MAX_INPUTS = 32
-"""gradgradcheck's slow mode differentiates backward once per input and grad_output element."""
 _MISMATCH = re.compile(r"Jacobian mismatch for output (\d+) with respect to input (\d+)")
 
 
@@ -83,12 +81,12 @@ def check_double_backward(case: Case) -> Outcome:
     deadline = time.monotonic() + case.allotted_s("double_backward")
     allotment = case.allotment("double_backward")
     inputs = sum(case.values[i].numel() for i in case.diff_indices)
-    if allotment is not None and allotment.reduced and inputs > SLOW_MODE_MAX_INPUTS:
+    if allotment is not None and allotment.reduced and inputs > GRADGRAD_SLOW_MAX_INPUTS:
         return _shrunk_only(case, deadline, allotment.passes, allotment.nominal)
     values = float64_values(case)
     if (refused := _probe(case)) is not None:
         return refused
-    fast = case.use_fast_mode(max_inputs=SLOW_MODE_MAX_INPUTS, check_id="double_backward")
+    fast = case.use_fast_mode(max_inputs=GRADGRAD_SLOW_MAX_INPUTS, check_id="double_backward")
     if (failed := _gradgradcheck(case, values, fast)) is not None:
         return failed
     power = jacobian_power(fast, inputs, "second-derivative", "H")
@@ -155,7 +153,7 @@ def _shrunk(case: Case, deadline: float) -> tuple[Case | None, str]:
         try:
             small = case.with_dims(shrunk)
             inputs = sum(small.values[i].numel() for i in small.diff_indices)
-            if inputs > SLOW_MODE_MAX_INPUTS:
+            if inputs > GRADGRAD_SLOW_MAX_INPUTS:
                 continue
             outputs = sum(o.numel() for o in differentiable_outputs(small.float64_outputs()))
             need = small.cost_s() * slow_mode_passes(4 * inputs, 2 * outputs)
