@@ -69,6 +69,7 @@ class CheckContext:
     _output_elements: int = field(default=0, repr=False)
     plan: BudgetPlan | None = field(default=None, repr=False)
     """The budget plan (lossctl.budget), made once before the first costly check; None before."""
+    _resized: dict[tuple[tuple[str, int], ...], CheckContext] = field(default_factory=dict, repr=False)
     diagnoses: dict[Any, Any] = field(default_factory=dict, repr=False)
     """A failure's diagnosis at scale, by argument and tolerance: a later check that fails the same
     way reuses it instead of spending its budget again."""
@@ -339,10 +340,17 @@ class CheckContext:
         )
 
     def with_dims(self, dims: Mapping[str, int]) -> CheckContext:
-        """The same case with other sizes (inputs rebuilt from the same seed), sharing the budget."""
-        label = ",".join(f"{k}={v}" for k, v in dims.items())
-        point = CasePoint(dims=dict(dims), swept=tuple(dims))
-        other = type(self).build(f"{self.spec.name}[{label}]", self.spec, point, self.target, self.device, self.seed)
+        """The same case with other sizes (inputs rebuilt from the same seed), sharing the budget.
+        Built once per size: the plan times edge_sizes' cases, and the check then uses the same ones
+        (their measured cost with them)."""
+        key = tuple(sorted(dims.items()))
+        other = self._resized.get(key)
+        if other is None:
+            label = ",".join(f"{k}={v}" for k, v in dims.items())
+            point = CasePoint(dims=dict(dims), swept=tuple(dims))
+            name = f"{self.spec.name}[{label}]"
+            other = type(self).build(name, self.spec, point, self.target, self.device, self.seed)
+            self._resized[key] = other
         other.budget_s, other.started, other.plan = self.budget_s, self.started, self.plan
         return other
 
